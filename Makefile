@@ -1,0 +1,98 @@
+# keel: build, demo and test. `make help` lists the targets.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := build
+
+CARGO ?= cargo
+TEST_THREADS ?= 2
+# Debian packages the demo and the integration tests need.
+DEB_PACKAGES := busybox-static jq
+RELEASE_BIN := target/release/keel
+LEAK_SNAPSHOT := target/leakcheck.snapshot
+# apt-get needs root; use sudo when make runs as another user.
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+
+.PHONY: help deps build debug demo test lint fmt clean
+
+help:
+	@echo 'make deps    install missing Debian packages ($(DEB_PACKAGES))'
+	@echo 'make build   release build: $(RELEASE_BIN)'
+	@echo 'make debug   debug build: target/debug/keel'
+	@echo 'make demo    run a busybox container with the release build (root)'
+	@echo 'make test    fmt, clippy, unit tests, integration tests under leakcheck'
+	@echo 'make lint    cargo fmt --check, clippy, shell syntax'
+	@echo 'make fmt     cargo fmt'
+	@echo 'make clean   cargo clean, demo and test leftovers'
+
+deps:
+	@missing=(); \
+	for pkg in $(DEB_PACKAGES); do \
+		status=$$(dpkg -s "$$pkg" 2>/dev/null || true); \
+		[[ $$status == *'Status: install ok installed'* ]] || missing+=("$$pkg"); \
+	done; \
+	if (( $${#missing[@]} )); then \
+		echo "deps: installing $${missing[*]}"; \
+		$(SUDO) apt-get update; \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$${missing[@]}"; \
+	fi; \
+	command -v $(CARGO) >/dev/null || { echo "deps: $(CARGO) not found: install a Rust toolchain" >&2; exit 1; }
+
+build:
+	$(CARGO) build --release
+
+debug:
+	$(CARGO) build
+
+# A throwaway bundle and state root under $TMPDIR, removed afterwards; the
+# container prints its hostname, its pid (1) and its mount table.
+demo: deps build
+	@tmp=$$(mktemp -d "$${TMPDIR:-/tmp}/keel-demo.XXXXXX"); \
+	id=demo-$$(od -An -N4 -tx4 /dev/urandom | tr -d ' \n'); \
+	keel=("$(CURDIR)/$(RELEASE_BIN)" --root "$$tmp/state"); \
+	cleanup() { \
+		"$${keel[@]}" delete --force "$$id" >/dev/null 2>&1 || true; \
+		if grep -qE " $$tmp(/| )" /proc/self/mountinfo; then \
+			echo "demo: mounts left under $$tmp; not removing it" >&2; \
+		else \
+			rm -rf "$$tmp"; \
+		fi; \
+	}; \
+	trap cleanup EXIT; \
+	KEEL="$(CURDIR)/$(RELEASE_BIN)" hack/mkbundle.sh "$$tmp/bundle" \
+		sh -c 'echo "hostname: $$(hostname)"; echo pid $$$$; cat /proc/self/mounts'; \
+	jq '.hostname = "keel-demo"' "$$tmp/bundle/config.json" >"$$tmp/config.json"; \
+	mv "$$tmp/config.json" "$$tmp/bundle/config.json"; \
+	echo "demo: $${keel[*]} run --bundle $$tmp/bundle $$id"; \
+	"$${keel[@]}" run --bundle "$$tmp/bundle" "$$id"
+
+# Integration tests need root (they skip without it) and run between two
+# leakcheck snapshots: a run that leaves mounts, cgroups, state, processes
+# or changed device nodes behind fails even when every test passed.
+test: deps
+	$(CARGO) fmt --check
+	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) test --lib
+	hack/leakcheck.sh snapshot $(LEAK_SNAPSHOT)
+	@rc=0; \
+	$(CARGO) test --no-fail-fast --test '*' -- --test-threads=$(TEST_THREADS) || rc=$$?; \
+	hack/leakcheck.sh check $(LEAK_SNAPSHOT) || { [[ $$rc -ne 0 ]] || rc=1; }; \
+	exit $$rc
+
+lint:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --all-targets -- -D warnings
+	bash -n hack/mkbundle.sh hack/leakcheck.sh .ci/run
+	@if command -v shellcheck >/dev/null; then shellcheck hack/*.sh .ci/run; fi
+
+fmt:
+	$(CARGO) fmt
+
+clean:
+	$(CARGO) clean
+	@rootfs="$${TMPDIR:-/tmp}/keel-test-rootfs"; \
+	if grep -qE " $$rootfs(/| )" /proc/self/mountinfo; then \
+		echo "clean: mounts under $$rootfs; not removing it" >&2; \
+	else \
+		rm -rf "$$rootfs"; \
+	fi

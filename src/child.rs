@@ -1,0 +1,313 @@
+//! The container's init between clone and exec. It runs the [`Plan`] in
+//! runc's order, reports the first failure to the parent as one message naming
+//! the stage, the operation, the path and the errno, and `_exit`s. It never
+//! returns and never unwinds.
+
+use std::ffi::CString;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+
+use nix::errno::Errno;
+use nix::sys::stat::{umask, Mode};
+
+use crate::error::Stage;
+use crate::mounts::Rootfs;
+use crate::plan::Plan;
+use crate::sync::{Channel, Msg};
+use crate::{caps, devices, process, sys, terminal};
+
+/// A failed step in the child: operation, path (bytes) and errno (0: not an errno).
+#[derive(Debug)]
+pub struct Fail {
+    pub op: &'static str,
+    pub path: Vec<u8>,
+    pub errno: i32,
+}
+
+impl Fail {
+    pub fn new(op: &'static str, path: &[u8], e: Errno) -> Self {
+        Fail {
+            op,
+            path: path.to_vec(),
+            errno: e as i32,
+        }
+    }
+    pub fn errno(op: &'static str, path: &[u8], e: Errno) -> Self {
+        Self::new(op, path, e)
+    }
+    pub fn msg(op: &'static str, path: &[u8]) -> Self {
+        Fail {
+            op,
+            path: path.to_vec(),
+            errno: 0,
+        }
+    }
+    pub fn io(op: &'static str, path: &[u8], e: &std::io::Error) -> Self {
+        Fail {
+            op,
+            path: path.to_vec(),
+            errno: e.raw_os_error().unwrap_or(libc::EIO),
+        }
+    }
+}
+
+pub trait Ctx<T> {
+    fn ctx(self, op: &'static str, path: &[u8]) -> Result<T, Fail>;
+    /// For mounts: "bind mounting <src> on <target>".
+    fn ctx_mount(self, op: &'static str, src: &std::ffi::CStr, target: &[u8]) -> Result<T, Fail>;
+}
+
+impl<T> Ctx<T> for Result<T, Errno> {
+    fn ctx(self, op: &'static str, path: &[u8]) -> Result<T, Fail> {
+        self.map_err(|e| Fail::new(op, path, e))
+    }
+    fn ctx_mount(self, op: &'static str, src: &std::ffi::CStr, target: &[u8]) -> Result<T, Fail> {
+        self.map_err(|e| {
+            let mut p = src.to_bytes().to_vec();
+            p.extend_from_slice(b" on ");
+            p.extend_from_slice(target);
+            Fail::new(op, &p, e)
+        })
+    }
+}
+
+/// Descriptors the child inherits by number (all close-on-exec).
+pub struct Inherited<'a> {
+    pub chan: &'a Channel,
+    /// The exec.fifo, opened O_PATH by the parent.
+    pub fifo: RawFd,
+    /// The host's /proc, for reopening the fifo after pivot_root.
+    pub host_proc: BorrowedFd<'a>,
+    /// The state dir's lock: closed at once so that init never holds it.
+    pub lock: RawFd,
+}
+
+/// Entry point after clone. Never returns.
+pub fn run(plan: &Plan, fds: Inherited<'_>) -> ! {
+    sys::close_raw(fds.lock);
+    match setup(plan, &fds) {
+        Ok((exe, env)) => exec(plan, &fds, exe, env),
+        Err((stage, f)) => {
+            fds.chan.send_error(stage, f.op, &f.path, f.errno);
+            sys::exit_now(1)
+        }
+    }
+}
+
+type Staged<T> = Result<T, (Stage, Fail)>;
+
+trait StageOf<T> {
+    fn stage(self, s: Stage) -> Staged<T>;
+}
+
+impl<T> StageOf<T> for Result<T, Fail> {
+    fn stage(self, s: Stage) -> Staged<T> {
+        self.map_err(|f| (s, f))
+    }
+}
+
+/// Everything up to the wait on exec.fifo. Returns the executable and the final env.
+fn setup(plan: &Plan, fds: &Inherited<'_>) -> Staged<(CString, Vec<CString>)> {
+    use nix::sys::prctl;
+    let _ = prctl::set_name(c"keel:[init]");
+    // Die with the parent while it still drives us; cleared before `Ready`.
+    prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+        .ctx("prctl(PR_SET_PDEATHSIG)", b"")
+        .stage(Stage::Namespaces)?;
+    prctl::set_dumpable(false)
+        .ctx("prctl(PR_SET_DUMPABLE)", b"")
+        .stage(Stage::Namespaces)?;
+
+    for j in &plan.ns.child_joins {
+        nix::sched::setns(j.fd.as_fd(), j.flag)
+            .ctx("setns", j.path.as_bytes())
+            .stage(Stage::Namespaces)?;
+    }
+    if plan.ns.new_user {
+        fds.chan
+            .send_userns()
+            .ctx("sync", b"")
+            .stage(Stage::Namespaces)?;
+        match fds.chan.recv() {
+            Ok(Some(Msg::Go)) => {}
+            _ => return Err((Stage::Namespaces, Fail::msg("waiting for id maps", b""))),
+        }
+    }
+    if let Some(v) = plan.process.oom_score_adj {
+        process::set_oom_score_adj(v).stage(Stage::Process)?;
+    }
+    if let Some(name) = &plan.keyring {
+        // ENOSYS/EACCES: kernels or sandboxes without keyrings; the container still works.
+        match sys::join_session_keyring(name, plan.ns.new_user) {
+            Ok(()) | Err(Errno::ENOSYS) | Err(Errno::EACCES) => {}
+            Err(e) => {
+                return Err((
+                    Stage::Process,
+                    Fail::new("joining session keyring", name.as_bytes(), e),
+                ))
+            }
+        }
+    }
+
+    // The rootfs, all relative to one fd, then the switch.
+    let root = Rootfs::prepare(&plan.rootfs, plan.root_propagation).stage(Stage::Rootfs)?;
+    for m in &plan.mounts {
+        root.mount_one(m).stage(Stage::Rootfs)?;
+    }
+    if plan.setup_dev {
+        let old = umask(Mode::empty());
+        devices::create(&root, &plan.devices, plan.ns.new_user).stage(Stage::Devices)?;
+        devices::symlinks(&root, plan.kcore).stage(Stage::Devices)?;
+        umask(old);
+    }
+    let console = if plan.process.terminal {
+        Some(terminal::open_in_container(&root, plan.process.console_size).stage(Stage::Terminal)?)
+    } else {
+        None
+    };
+    for (rel, val) in &plan.sysctl {
+        write_sysctl(&root, rel, val).stage(Stage::Rootfs)?;
+    }
+    if plan.root_readonly {
+        root.make_root_readonly().stage(Stage::Rootfs)?;
+    }
+    for p in &plan.readonly {
+        root.make_readonly(p).stage(Stage::Rootfs)?;
+    }
+    if !plan.masked.is_empty() {
+        let null = root.devnull().stage(Stage::Rootfs)?;
+        for p in &plan.masked {
+            root.mask(p, null.as_fd()).stage(Stage::Rootfs)?;
+        }
+    }
+    root.switch(plan.no_pivot).stage(Stage::PivotRoot)?;
+    drop(root);
+
+    if let Some(h) = &plan.hostname {
+        nix::unistd::sethostname(std::ffi::OsStr::from_bytes_compat(h))
+            .ctx("sethostname", h)
+            .stage(Stage::Process)?;
+    }
+    if let Some(d) = &plan.domainname {
+        sys::setdomainname(d)
+            .ctx("setdomainname", d)
+            .stage(Stage::Process)?;
+    }
+    process::set_rlimits(&plan.process).stage(Stage::Process)?;
+
+    nix::unistd::setsid()
+        .ctx("setsid", b"")
+        .stage(Stage::Terminal)?;
+    if let Some(c) = console {
+        terminal::become_console(&c).stage(Stage::Terminal)?;
+        fds.chan
+            .send_console(c.master.as_fd())
+            .ctx("sending pty master", b"")
+            .stage(Stage::Terminal)?;
+    }
+
+    if plan.process.no_new_privs {
+        nix::sys::prctl::set_no_new_privs()
+            .ctx("prctl(PR_SET_NO_NEW_PRIVS)", b"")
+            .stage(Stage::Identity)?;
+    }
+    let setgroups_ok = !plan.ns.new_user
+        || std::fs::read_to_string("/proc/self/setgroups")
+            .map(|s| s.trim() == "allow")
+            .unwrap_or(true);
+    if let Some(c) = &plan.caps {
+        caps::drop_bounding(c).stage(Stage::Identity)?;
+        caps::keep_across_setuid(true).stage(Stage::Identity)?;
+    }
+    // chdir before dropping privileges (the user may not be able to reach cwd's parents),
+    // and again after, as runc does, so that a cwd only the user can enter also works.
+    let early_cwd = process::enter_cwd(&plan.process);
+    process::switch_user(&plan.process, setgroups_ok).stage(Stage::Identity)?;
+    if let Some(c) = &plan.caps {
+        caps::keep_across_setuid(false).stage(Stage::Identity)?;
+        caps::apply(c).stage(Stage::Identity)?;
+    }
+    // A credential change resets dumpable to fs.suid_dumpable: set it again.
+    nix::sys::prctl::set_dumpable(false)
+        .ctx("prctl(PR_SET_DUMPABLE)", b"")
+        .stage(Stage::Identity)?;
+    umask(Mode::from_bits_truncate(plan.process.umask as libc::mode_t));
+    if early_cwd.is_err() {
+        process::enter_cwd(&plan.process).stage(Stage::Process)?;
+    }
+    let exe = process::find_executable(&plan.process)
+        .stage(Stage::Exec)?
+        .to_owned();
+    let mut env = plan.process.env.clone();
+    if plan.process.needs_home {
+        env.push(process::home_env(plan.process.uid));
+    }
+    Ok((exe, env))
+}
+
+fn write_sysctl(root: &Rootfs<'_>, rel: &CString, val: &[u8]) -> Result<(), Fail> {
+    let fd: OwnedFd = sys::openat2(
+        root.fd.as_fd(),
+        rel,
+        libc::O_WRONLY | libc::O_TRUNC,
+        0,
+        sys::RESOLVE_IN_ROOT | sys::RESOLVE_NO_MAGICLINKS | sys::RESOLVE_NO_SYMLINKS,
+    )
+    .ctx("opening sysctl", &root.show(rel))?;
+    nix::unistd::write(&fd, val).ctx("writing sysctl", &root.show(rel))?;
+    Ok(())
+}
+
+/// Tell the parent we are ready, wait for `start` on exec.fifo, and exec.
+fn exec(plan: &Plan, fds: &Inherited<'_>, exe: CString, env: Vec<CString>) -> ! {
+    let _ = nix::sys::prctl::set_pdeathsig(None);
+    if fds.chan.send_ready().is_err() {
+        sys::exit_now(1);
+    }
+    // Blocks until `keel start` opens the fifo for reading.
+    let path = CString::new(format!("self/fd/{}", fds.fifo)).unwrap_or_default();
+    let fifo = match sys::openat2(fds.host_proc, &path, libc::O_WRONLY, 0, 0) {
+        Ok(f) => f,
+        Err(e) => die("opening exec.fifo", b"", e),
+    };
+    if let Err(e) = nix::unistd::write(&fifo, b"0") {
+        die("writing exec.fifo", b"", e);
+    }
+    drop(fifo);
+    if let Err(e) = sys::cloexec_from(3 + plan.preserve_fds) {
+        die("close_range", b"", e);
+    }
+    sys::reset_signals();
+    let argv = process::ptrs(&plan.process.args);
+    let envp = process::ptrs(&env);
+    let e = sys::execve(&exe, &argv, &envp);
+    die("exec", exe.as_bytes(), e)
+}
+
+/// After `Ready` nobody reads the channel any more: say it on stderr, like runc's init.
+fn die(op: &str, path: &[u8], e: Errno) -> ! {
+    let mut msg = b"keel: ".to_vec();
+    msg.extend_from_slice(op.as_bytes());
+    if !path.is_empty() {
+        msg.push(b' ');
+        msg.extend_from_slice(path);
+    }
+    msg.extend_from_slice(format!(": {e}\n").as_bytes());
+    let _ = nix::unistd::write(std::io::stderr(), &msg);
+    sys::exit_now(127)
+}
+
+trait FromBytesCompat {
+    fn from_bytes_compat(b: &[u8]) -> &Self;
+}
+
+impl FromBytesCompat for std::ffi::OsStr {
+    fn from_bytes_compat(b: &[u8]) -> &Self {
+        use std::os::unix::ffi::OsStrExt;
+        std::ffi::OsStr::from_bytes(b)
+    }
+}
+
+#[allow(dead_code)]
+fn _raw(fd: BorrowedFd<'_>) -> RawFd {
+    fd.as_raw_fd()
+}

@@ -1,0 +1,417 @@
+//! The command line, with runc's commands, flags and messages. The only layer
+//! that speaks anyhow: it adds what the user asked for to the error chain.
+
+mod run;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::{CommandFactory, Parser, Subcommand};
+
+use crate::launch::{self, CreateOptions};
+use crate::logging::{self, Format};
+use crate::spec;
+use crate::state::{self, Root, StateError, Status};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "keel",
+    about = "keel: a fast, safe OCI container runtime",
+    disable_version_flag = true
+)]
+pub struct Cli {
+    /// Root directory for container state
+    #[arg(long, global = true, default_value = state::DEFAULT_ROOT)]
+    pub root: PathBuf,
+    /// Log file (default: stderr)
+    #[arg(long, global = true)]
+    pub log: Option<PathBuf>,
+    /// Log format: text or json
+    #[arg(long = "log-format", global = true, default_value = "text")]
+    pub log_format: String,
+    /// Debug logging
+    #[arg(long, global = true)]
+    pub debug: bool,
+    /// Use systemd to manage cgroups (not supported yet)
+    #[arg(long = "systemd-cgroup", global = true)]
+    pub systemd_cgroup: bool,
+    /// Accepted for runc compatibility (true|false|auto)
+    #[arg(long = "rootless", id = "global_rootless", num_args = 0..=1, default_missing_value = "true")]
+    pub rootless: Option<String>,
+    /// Print the version
+    #[arg(short = 'v', long = "version")]
+    pub version: bool,
+    #[command(subcommand)]
+    pub cmd: Option<Cmd>,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct CreateArgs {
+    /// Container id
+    pub id: String,
+    /// Path to the bundle directory
+    #[arg(short = 'b', long, default_value = ".")]
+    pub bundle: PathBuf,
+    /// File to write the init's pid to
+    #[arg(long = "pid-file")]
+    pub pid_file: Option<PathBuf>,
+    /// Unix socket that receives the pty master
+    #[arg(long = "console-socket")]
+    pub console_socket: Option<PathBuf>,
+    /// Do not use pivot_root (for a rootfs on ramfs)
+    #[arg(long = "no-pivot")]
+    pub no_pivot: bool,
+    /// Do not create a new session keyring
+    #[arg(long = "no-new-keyring")]
+    pub no_new_keyring: bool,
+    /// Pass N more fds (3..3+N-1) to the container
+    #[arg(long = "preserve-fds", default_value_t = 0)]
+    pub preserve_fds: u32,
+    /// Send a pidfd of the init to this socket (not supported yet)
+    #[arg(long = "pidfd-socket")]
+    pub pidfd_socket: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// Create a container (it waits for `start`)
+    Create(CreateArgs),
+    /// Start a created container
+    Start { id: String },
+    /// Create and start a container, and wait for it
+    Run {
+        #[command(flatten)]
+        create: CreateArgs,
+        /// Detach from the container's process
+        #[arg(short = 'd', long)]
+        detach: bool,
+        /// Do not delete the container after it exits
+        #[arg(long)]
+        keep: bool,
+        /// Accepted for runc compatibility
+        #[arg(long = "no-subreaper")]
+        no_subreaper: bool,
+    },
+    /// Print a container's state
+    State { id: String },
+    /// Send a signal to a container's init (default SIGTERM)
+    Kill {
+        id: String,
+        signal: Option<String>,
+        /// Signal every process of the container
+        #[arg(short = 'a', long)]
+        all: bool,
+    },
+    /// Delete a container
+    Delete {
+        id: String,
+        /// Kill the container if it runs
+        #[arg(short = 'f', long)]
+        force: bool,
+    },
+    /// List containers
+    List {
+        #[arg(short = 'f', long, default_value = "table")]
+        format: String,
+        /// Print only the ids
+        #[arg(short = 'q', long)]
+        quiet: bool,
+    },
+    /// Write a default config.json
+    Spec {
+        #[arg(short = 'b', long, default_value = ".")]
+        bundle: PathBuf,
+        /// A config for a rootless container
+        #[arg(long)]
+        rootless: bool,
+    },
+}
+
+/// runc accepts `-root` as well as `--root`: rewrite single-dash long flags.
+fn normalise_args(args: Vec<String>) -> Vec<String> {
+    let mut longs = Vec::new();
+    fn collect(c: &clap::Command, out: &mut Vec<String>) {
+        for a in c.get_arguments() {
+            if let Some(l) = a.get_long() {
+                out.push(l.to_string());
+            }
+        }
+        for s in c.get_subcommands() {
+            collect(s, out);
+        }
+    }
+    collect(&Cli::command(), &mut longs);
+    let mut out = Vec::with_capacity(args.len());
+    let mut rest = false;
+    for a in args {
+        if rest || a == "--" {
+            rest = true;
+            out.push(a);
+            continue;
+        }
+        if a.len() > 2 && a.starts_with('-') && !a.starts_with("--") {
+            let name = a[1..].split('=').next().unwrap_or("");
+            if longs.iter().any(|l| l == name) {
+                out.push(format!("-{a}"));
+                continue;
+            }
+        }
+        out.push(a);
+    }
+    out
+}
+
+/// Run the command line; returns the process exit code.
+pub fn main() -> i32 {
+    let args = normalise_args(std::env::args().collect());
+    let cli = match Cli::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { 1 } else { 0 };
+        }
+    };
+    let format = match cli.log_format.as_str() {
+        "json" => Format::Json,
+        "text" => Format::Text,
+        other => {
+            eprintln!("keel: --log-format: unknown format {other:?} (want text or json)");
+            return 1;
+        }
+    };
+    logging::init(cli.log.clone(), format, cli.debug);
+    if cli.version {
+        println!(
+            "keel version {}\ncommit: {}\nspec: {}",
+            crate::VERSION,
+            option_env!("KEEL_COMMIT").unwrap_or("unknown"),
+            crate::OCI_VERSION
+        );
+        return 0;
+    }
+    let Some(cmd) = cli.cmd else {
+        let _ = Cli::command().print_help();
+        return 1;
+    };
+    let fail_code = if matches!(cmd, Cmd::Run { .. }) {
+        255
+    } else {
+        1
+    };
+    match dispatch(&cli.root, cli.systemd_cgroup, cmd) {
+        Ok(code) => code,
+        Err(e) => {
+            logging::error(&format!("{e:#}"));
+            fail_code
+        }
+    }
+}
+
+fn dispatch(root: &Path, systemd: bool, cmd: Cmd) -> Result<i32> {
+    let root = Root::new(root);
+    if systemd {
+        bail!("--systemd-cgroup: the systemd cgroup driver is not supported yet");
+    }
+    match cmd {
+        Cmd::Create(a) => {
+            create(&root, &a, false)?;
+            Ok(0)
+        }
+        Cmd::Start { id } => {
+            let dir = root.open(&id)?;
+            launch::start(&dir).with_context(|| format!("starting container {id:?}"))?;
+            Ok(0)
+        }
+        Cmd::Run {
+            create: a,
+            detach,
+            keep,
+            no_subreaper: _,
+        } => run::run(&root, &a, detach, keep),
+        Cmd::State { id } => {
+            let dir = open_checked(&root, &id)?;
+            let st = dir.load()?;
+            let doc = state::oci_state(&st, dir.status(&st));
+            let mut out = std::io::stdout().lock();
+            serde_json::to_writer_pretty(&mut out, &doc)?;
+            out.flush()?;
+            Ok(0)
+        }
+        Cmd::Kill { id, signal, all: _ } => {
+            let sig = launch::parse_signal(signal.as_deref().unwrap_or("SIGTERM"))
+                .map_err(anyhow::Error::msg)?;
+            let dir = open_checked(&root, &id)?;
+            launch::kill(&dir, sig)?;
+            Ok(0)
+        }
+        Cmd::Delete { id, force } => {
+            spec::validate_id(&id)?;
+            match root.open(&id) {
+                Ok(dir) => launch::delete(dir, force)
+                    .with_context(|| format!("deleting container {id:?}"))?,
+                Err(StateError::NotExist(_)) if force => {
+                    // A half-created dir (no state.json) is removed too.
+                    let _ = std::fs::remove_dir_all(root.dir_of(&id));
+                }
+                Err(e) => return Err(e.into()),
+            }
+            Ok(0)
+        }
+        Cmd::List { format, quiet } => list(&root, &format, quiet),
+        Cmd::Spec { bundle, rootless } => {
+            let path = bundle.join("config.json");
+            if path.exists() {
+                bail!("File {} exists. Remove it first", path.display());
+            }
+            let json = spec::default_spec_json(
+                rootless,
+                nix::unistd::geteuid().as_raw(),
+                nix::unistd::getegid().as_raw(),
+            );
+            std::fs::write(&path, json).with_context(|| format!("writing {}", path.display()))?;
+            Ok(0)
+        }
+    }
+}
+
+fn open_checked(root: &Root, id: &str) -> Result<state::ContainerDir> {
+    spec::validate_id(id)?;
+    Ok(root.open(id)?)
+}
+
+/// Load and validate the bundle's config, then create. Returns the created container.
+fn create(root: &Root, a: &CreateArgs, keep_console: bool) -> Result<launch::Created> {
+    spec::validate_id(&a.id)?;
+    if a.pidfd_socket.is_some() {
+        bail!("--pidfd-socket is not supported yet");
+    }
+    let bundle = std::fs::canonicalize(&a.bundle)
+        .with_context(|| format!("bundle {}", a.bundle.display()))?;
+    let spec = spec::load(&bundle)?;
+    spec::validate(&spec, &bundle, true)?;
+    let rootfs = spec::rootfs_path(&spec, &bundle);
+    let o = CreateOptions {
+        plan: crate::plan::Options {
+            no_pivot: a.no_pivot,
+            no_new_keyring: a.no_new_keyring,
+            preserve_fds: a.preserve_fds,
+        },
+        pid_file: a.pid_file.clone(),
+        console_socket: a.console_socket.clone(),
+        keep_console,
+    };
+    let c = launch::create(root, &a.id, &bundle, &rootfs, &spec, &o)
+        .with_context(|| format!("creating container {:?}", a.id))?;
+    Ok(c)
+}
+
+fn list(root: &Root, format: &str, quiet: bool) -> Result<i32> {
+    let mut rows = Vec::new();
+    for id in root.list() {
+        // Read without the lock: list must not wait for a container being started.
+        let Ok(data) = std::fs::read(root.dir_of(&id).join(state::STATE_FILE)) else {
+            continue;
+        };
+        let Ok(st) = serde_json::from_slice::<state::State>(&data) else {
+            continue;
+        };
+        let status = if !state::is_alive(st.pid, st.start_time) {
+            Status::Stopped
+        } else if root.dir_of(&id).join(state::FIFO).exists() {
+            Status::Created
+        } else {
+            Status::Running
+        };
+        rows.push((st, status));
+    }
+    let mut out = std::io::stdout().lock();
+    if quiet {
+        for (st, _) in &rows {
+            writeln!(out, "{}", st.id)?;
+        }
+        return Ok(0);
+    }
+    match format {
+        "json" => {
+            let docs: Vec<_> = rows
+                .iter()
+                .map(|(st, s)| state::oci_state(st, *s))
+                .collect();
+            serde_json::to_writer(&mut out, &docs)?;
+            writeln!(out)?;
+        }
+        "table" => {
+            let w = rows
+                .iter()
+                .map(|(s, _)| s.id.len())
+                .max()
+                .unwrap_or(2)
+                .max(2)
+                + 3;
+            writeln!(
+                out,
+                "{:w$}PID         STATUS      BUNDLE{:40}CREATED                          OWNER",
+                "ID", ""
+            )?;
+            for (st, s) in &rows {
+                let pid = if *s == Status::Stopped { 0 } else { st.pid };
+                writeln!(
+                    out,
+                    "{:w$}{:<12}{:<12}{:46}{:33}{}",
+                    st.id,
+                    pid,
+                    s.as_str(),
+                    st.bundle.display(),
+                    st.created,
+                    st.owner
+                )?;
+            }
+        }
+        other => bail!("invalid format option {other:?} (want table or json)"),
+    }
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn single_dash_long_flags_are_accepted() {
+        let a = normalise_args(
+            [
+                "keel",
+                "-root",
+                "/r",
+                "run",
+                "-bundle=/b",
+                "-d",
+                "x",
+                "--",
+                "-root",
+            ]
+            .map(String::from)
+            .to_vec(),
+        );
+        assert_eq!(
+            a,
+            [
+                "keel",
+                "--root",
+                "/r",
+                "run",
+                "--bundle=/b",
+                "-d",
+                "x",
+                "--",
+                "-root"
+            ]
+        );
+    }
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

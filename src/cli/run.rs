@@ -1,0 +1,164 @@
+//! `run`: create + start, then (in the foreground) forward signals, relay the
+//! terminal, reap what the container leaves, and exit with the init's status.
+
+use std::os::fd::{AsFd, OwnedFd};
+
+use anyhow::{Context, Result};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+use super::CreateArgs;
+use crate::launch;
+use crate::state::Root;
+use crate::{sys, terminal};
+
+pub fn run(root: &Root, a: &CreateArgs, detach: bool, keep: bool) -> Result<i32> {
+    if detach {
+        let c = super::create(root, a, false)?;
+        launch::start(&c.dir).with_context(|| format!("starting container {:?}", a.id))?;
+        return Ok(0);
+    }
+    // Block the signals we forward before the clone, so none is lost; the
+    // child unblocks everything just before exec.
+    let mut mask = SigSet::all();
+    mask.remove(Signal::SIGKILL);
+    mask.remove(Signal::SIGSTOP);
+    for s in [
+        Signal::SIGSEGV,
+        Signal::SIGBUS,
+        Signal::SIGILL,
+        Signal::SIGFPE,
+    ] {
+        mask.remove(s);
+    }
+    let mut old = SigSet::empty();
+    nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), Some(&mut old))?;
+    let _ = nix::sys::prctl::set_child_subreaper(true);
+
+    let keep_console = a.console_socket.is_none();
+    let created = super::create(root, a, keep_console);
+    let c = match created {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
+            return Err(e);
+        }
+    };
+    let started = launch::start(&c.dir).with_context(|| format!("starting container {:?}", a.id));
+    let pid = c.state.pid;
+    let dir_path = c.dir.path.clone();
+    let launch::Created {
+        dir,
+        pidfd,
+        console,
+        ..
+    } = c;
+    // Let `keel state` and `keel kill` from other processes in while we wait.
+    drop(dir);
+    if let Err(e) = started {
+        let _ = sys::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL);
+        let _ = waitpid(Pid::from_raw(pid), None);
+        let _ = std::fs::remove_dir_all(&dir_path);
+        return Err(e);
+    }
+
+    let code = forward(pid, &pidfd, console, &mask)?;
+    if !keep {
+        if let Ok(dir) = root.open(&a.id) {
+            let _ = dir.remove();
+        }
+    }
+    Ok(code)
+}
+
+/// The foreground loop: returns the exit code (128+signal when signalled).
+fn forward(pid: i32, pidfd: &OwnedFd, console: Option<OwnedFd>, mask: &SigSet) -> Result<i32> {
+    let sfd = SignalFd::with_flags(mask, SfdFlags::SFD_CLOEXEC)?;
+    let _raw = console.as_ref().and_then(|_| terminal::RawMode::enter());
+    if let Some(m) = &console {
+        terminal::sync_size(m.as_fd());
+    }
+    let stdin = std::io::stdin();
+    let stdout = std::io::stdout();
+    let mut stdin_open = console.is_some();
+    let mut master_open = console.is_some();
+    loop {
+        let mut fds = vec![PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
+        if let Some(m) = &console {
+            if master_open {
+                fds.push(PollFd::new(m.as_fd(), PollFlags::POLLIN));
+            }
+            if stdin_open {
+                fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
+            }
+        }
+        match poll(&mut fds, PollTimeout::NONE) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+            Ok(_) => {}
+        }
+        let ready: Vec<bool> = fds
+            .iter()
+            .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
+            .collect();
+        drop(fds);
+        if let Some(m) = &console {
+            let mut i = 1;
+            if master_open {
+                if ready[i] && !terminal::pump(m.as_fd(), stdout.as_fd()) {
+                    master_open = false;
+                }
+                i += 1;
+            }
+            if stdin_open && ready[i] && !terminal::pump(stdin.as_fd(), m.as_fd()) {
+                stdin_open = false;
+            }
+        }
+        if !ready[0] {
+            continue;
+        }
+        let Some(info) = sfd.read_signal()? else {
+            continue;
+        };
+        let sig = info.ssi_signo as i32;
+        if sig == libc::SIGCHLD {
+            if let Some(code) = reap(pid) {
+                if let Some(m) = &console {
+                    drain(m, &stdout);
+                }
+                return Ok(code);
+            }
+        } else if sig == libc::SIGWINCH {
+            if let Some(m) = &console {
+                terminal::sync_size(m.as_fd());
+            }
+        } else {
+            let _ = sys::pidfd_send_signal(pidfd.as_fd(), sig);
+        }
+    }
+}
+
+/// Reap every exited child (we are a subreaper); the init's status when it is among them.
+fn reap(init: i32) -> Option<i32> {
+    let mut code = None;
+    loop {
+        match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(p, c)) if p.as_raw() == init => code = Some(c),
+            Ok(WaitStatus::Signaled(p, s, _)) if p.as_raw() == init => code = Some(128 + s as i32),
+            Ok(WaitStatus::StillAlive) | Err(_) => return code,
+            Ok(_) => {}
+        }
+    }
+}
+
+/// What the container wrote just before it exited is still in the pty.
+fn drain(master: &OwnedFd, stdout: &std::io::Stdout) {
+    let _ = nix::fcntl::fcntl(
+        master,
+        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+    );
+    while terminal::pump(master.as_fd(), stdout.as_fd()) {}
+}

@@ -1,0 +1,368 @@
+//! The parent's half of the lifecycle: create (claim the id, clone once, drive
+//! the child through the sync protocol, record the state), start, kill, delete.
+//! A failed create leaves nothing behind: the child is killed and reaped and
+//! the state dir removed.
+
+use std::fs;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::Signal;
+use nix::sys::stat::Mode;
+use oci_spec::runtime::Spec;
+
+use crate::error::{At, SysError};
+use crate::plan::{self, Plan};
+use crate::state::{self, ContainerDir, Root, State, StateError, Status};
+use crate::sync::{self, Msg, SyncError};
+use crate::{child, namespaces, sys, terminal};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    #[error(transparent)]
+    Plan(#[from] plan::PlanError),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Sys(#[from] SysError),
+    #[error(transparent)]
+    Sync(#[from] SyncError),
+    #[error("{0}")]
+    Usage(String),
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct CreateOptions {
+    pub plan: plan::Options,
+    pub pid_file: Option<PathBuf>,
+    pub console_socket: Option<PathBuf>,
+    /// `run` in the foreground: keep the pty master for the relay instead of sending it.
+    pub keep_console: bool,
+}
+
+/// A created container, as the creating process sees it.
+pub struct Created {
+    pub dir: ContainerDir,
+    pub state: State,
+    pub pidfd: OwnedFd,
+    pub console: Option<OwnedFd>,
+}
+
+/// `create`: everything up to the child blocking on exec.fifo.
+pub fn create(
+    root: &Root,
+    id: &str,
+    bundle: &Path,
+    rootfs: &Path,
+    spec: &Spec,
+    o: &CreateOptions,
+) -> Result<Created, LaunchError> {
+    let plan = plan::build(spec, bundle, rootfs, id, &o.plan)?;
+    if plan.process.terminal && o.console_socket.is_none() && !o.keep_console {
+        return Err(LaunchError::Usage(
+            "cannot allocate tty if keel will detach without setting console socket".into(),
+        ));
+    }
+    if !plan.process.terminal && o.console_socket.is_some() {
+        return Err(LaunchError::Usage(
+            "cannot use console socket if keel will not detach or allocate tty".into(),
+        ));
+    }
+    let dir = root.claim(id)?;
+    match spawn(&dir, &plan, spec, o) {
+        Ok((state, pidfd, console)) => Ok(Created {
+            dir,
+            state,
+            pidfd,
+            console,
+        }),
+        Err(e) => {
+            let _ = dir.remove();
+            Err(e)
+        }
+    }
+}
+
+fn spawn(
+    dir: &ContainerDir,
+    plan: &Plan,
+    spec: &Spec,
+    o: &CreateOptions,
+) -> Result<(State, OwnedFd, Option<OwnedFd>), LaunchError> {
+    let fifo_path = dir.fifo();
+    nix::unistd::mkfifo(&fifo_path, Mode::from_bits_truncate(0o622)).at("mkfifo", &fifo_path)?;
+    let fifo: OwnedFd = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_CLOEXEC)
+        .open(&fifo_path)
+        .at("opening", &fifo_path)?
+        .into();
+    let host_proc: OwnedFd = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
+        .open("/proc")
+        .at("opening", "/proc")?
+        .into();
+    let (parent_end, child_end) = sync::pair().op("socketpair")?;
+    namespaces::enter_for_children(&plan.ns)?;
+
+    let cloned = match sys::clone3_fork(plan.ns.clone_flags, None).op("clone3")? {
+        None => {
+            drop(parent_end);
+            child::run(
+                plan,
+                child::Inherited {
+                    chan: &child_end,
+                    fifo: fifo.as_raw_fd(),
+                    host_proc: host_proc.as_fd(),
+                    lock: dir.lock_fd().as_raw_fd(),
+                },
+            )
+        }
+        Some(c) => c,
+    };
+    drop(child_end);
+    let pid = cloned.pid;
+    let fail = |e: LaunchError| {
+        let _ = sys::pidfd_send_signal(cloned.pidfd.as_fd(), libc::SIGKILL);
+        let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+        e
+    };
+
+    let mut console = None;
+    loop {
+        match parent_end.recv() {
+            Ok(Some(Msg::UserNs)) => {
+                namespaces::write_id_maps(pid, &plan.ns).map_err(|e| fail(e.into()))?;
+                parent_end
+                    .send_go()
+                    .op("sync")
+                    .map_err(|e| fail(e.into()))?;
+            }
+            Ok(Some(Msg::Console(m))) => {
+                if let Some(sock) = &o.console_socket {
+                    terminal::send_to_socket(sock, m.as_fd()).map_err(|e| fail(e.into()))?;
+                } else {
+                    console = Some(m);
+                }
+            }
+            Ok(Some(Msg::Ready)) => break,
+            Ok(Some(Msg::Error(e))) => return Err(fail(SyncError::Child(e).into())),
+            Ok(Some(Msg::Go)) => {
+                return Err(fail(
+                    SyncError::Unexpected {
+                        got: "go",
+                        want: "ready",
+                    }
+                    .into(),
+                ))
+            }
+            Ok(None) => {
+                let status = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+                return Err(LaunchError::Usage(format!(
+                    "container init exited before it was ready ({status:?})"
+                )));
+            }
+            Err(e) => return Err(fail(SyncError::Io(e).into())),
+        }
+    }
+    let (start_time, _) = state::proc_start_time(pid)
+        .op("reading start time of init")
+        .map_err(|e| fail(e.into()))?;
+    let st = State {
+        oci_version: spec.version().clone(),
+        id: plan.id.clone(),
+        pid,
+        start_time,
+        bundle: plan.bundle.clone(),
+        rootfs: crate::mounts::host_path(&plan.rootfs),
+        created: state::rfc3339(SystemTime::now()),
+        owner: owner_name(),
+        annotations: spec
+            .annotations()
+            .as_ref()
+            .map(|a| a.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default(),
+        shared_pidns: !plan.ns.has_pid,
+    };
+    dir.save(&st).map_err(|e| fail(e.into()))?;
+    if let Some(p) = &o.pid_file {
+        write_pid_file(p, pid).map_err(|e| fail(e.into()))?;
+    }
+    Ok((st, cloned.pidfd, console))
+}
+
+fn owner_name() -> String {
+    let uid = nix::unistd::geteuid();
+    nix::unistd::User::from_uid(uid)
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .unwrap_or_else(|| uid.to_string())
+}
+
+/// Decimal pid, no newline, written atomically (temp file + rename in the same dir).
+pub fn write_pid_file(path: &Path, pid: i32) -> Result<(), SysError> {
+    let path = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir().op("getcwd")?.join(path)
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.tmp"));
+    fs::write(&tmp, pid.to_string()).at("writing pid file", &tmp)?;
+    fs::rename(&tmp, &path).at("renaming pid file to", &path)?;
+    Ok(())
+}
+
+/// `start`: let the created init exec.
+pub fn start(dir: &ContainerDir) -> Result<State, LaunchError> {
+    let st = dir.load()?;
+    match dir.status(&st) {
+        Status::Created => {}
+        Status::Stopped => {
+            return Err(LaunchError::Usage(
+                "cannot start a container that has stopped".into(),
+            ))
+        }
+        Status::Running => {
+            return Err(LaunchError::Usage(
+                "cannot start an already running container".into(),
+            ))
+        }
+        Status::Creating => {
+            return Err(LaunchError::Usage(
+                "cannot start a container that is being created".into(),
+            ))
+        }
+    }
+    let pidfd = state::open_init(&st)
+        .ok_or_else(|| LaunchError::Usage("container init is not running".into()))?;
+    let fifo_path = dir.fifo();
+    let fifo: OwnedFd = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(&fifo_path)
+        .at("opening", &fifo_path)?
+        .into();
+    // Opening for reading releases the init's blocking open; its byte says it got there.
+    loop {
+        let mut fds = [
+            PollFd::new(fifo.as_fd(), PollFlags::POLLIN),
+            PollFd::new(pidfd.as_fd(), PollFlags::POLLIN),
+        ];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(SysError::new("poll", Some(&fifo_path), e).into()),
+            Ok(_) => {}
+        }
+        let fifo_ready = fds[0]
+            .revents()
+            .is_some_and(|r| r.contains(PollFlags::POLLIN));
+        let init_gone = fds[1].revents().is_some_and(|r| !r.is_empty());
+        if fifo_ready {
+            let mut b = [0u8; 1];
+            match nix::unistd::read(&fifo, &mut b) {
+                Ok(1) => break,
+                Ok(_) | Err(Errno::EAGAIN) => {}
+                Err(e) => return Err(SysError::new("reading", Some(&fifo_path), e).into()),
+            }
+        }
+        if init_gone {
+            return Err(LaunchError::Usage(
+                "container init exited before start".into(),
+            ));
+        }
+    }
+    fs::remove_file(&fifo_path).at("removing", &fifo_path)?;
+    Ok(st)
+}
+
+/// Parse a signal as runc does: a number, or a name with or without "SIG".
+pub fn parse_signal(s: &str) -> Result<i32, String> {
+    if let Ok(n) = s.parse::<i32>() {
+        if (1..=libc::SIGRTMAX()).contains(&n) {
+            return Ok(n);
+        }
+        return Err(format!("unknown signal \"{s}\""));
+    }
+    let up = s.to_ascii_uppercase();
+    let name = if up.starts_with("SIG") {
+        up
+    } else {
+        format!("SIG{up}")
+    };
+    name.parse::<Signal>()
+        .map(|s| s as i32)
+        .map_err(|_| format!("unknown signal \"{s}\""))
+}
+
+/// `kill`: signal the init through a pidfd (a recycled pid is never signalled).
+pub fn kill(dir: &ContainerDir, sig: i32) -> Result<(), LaunchError> {
+    let st = dir.load()?;
+    let pidfd = match dir.status(&st) {
+        Status::Stopped => None,
+        _ => state::open_init(&st),
+    };
+    let pidfd = pidfd.ok_or_else(|| LaunchError::Usage("container not running".into()))?;
+    sys::pidfd_send_signal(pidfd.as_fd(), sig).at("kill", format!("pid {}", st.pid))?;
+    Ok(())
+}
+
+/// `delete`: refuse a running container unless forced; kill a created one; remove the state.
+pub fn delete(dir: ContainerDir, force: bool) -> Result<(), LaunchError> {
+    let st = match dir.load() {
+        Ok(st) => st,
+        // A half-written container (no or corrupt state.json) can only be removed.
+        Err(StateError::Corrupt { .. }) if force => return Ok(dir.remove()?),
+        Err(e) => return Err(e.into()),
+    };
+    let status = dir.status(&st);
+    if status == Status::Running && !force {
+        return Err(LaunchError::Usage(format!(
+            "cannot delete container {} that is not stopped: running",
+            st.id
+        )));
+    }
+    if status != Status::Stopped {
+        if let Some(pidfd) = state::open_init(&st) {
+            let _ = sys::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL);
+            wait_exit(&pidfd, Duration::from_secs(10)).map_err(|_| {
+                LaunchError::Usage(format!(
+                    "container {} did not die within 10s of SIGKILL",
+                    st.id
+                ))
+            })?;
+        }
+    }
+    dir.remove()?;
+    Ok(())
+}
+
+/// Wait until the process behind `pidfd` has exited (a pidfd polls readable then).
+pub fn wait_exit(pidfd: &OwnedFd, timeout: Duration) -> Result<(), Errno> {
+    let end = Instant::now() + timeout;
+    loop {
+        let left = end.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(Errno::ETIMEDOUT);
+        }
+        let ms = left.as_millis().min(i32::MAX as u128) as i32;
+        let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
+        match poll(
+            &mut fds,
+            PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX),
+        ) {
+            Ok(n) if n > 0 => return Ok(()),
+            Ok(_) | Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}

@@ -1,0 +1,102 @@
+//! runc-compatible logging: `--log FILE` (appended) and `--log-format text|json`.
+//! An error is written once to the log (when given) and once to stderr.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::SystemTime;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Format {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Default)]
+struct Config {
+    file: Option<PathBuf>,
+    format: Format,
+    debug: bool,
+}
+
+static CONFIG: OnceLock<Config> = OnceLock::new();
+
+pub fn init(file: Option<PathBuf>, format: Format, debug: bool) {
+    let _ = CONFIG.set(Config {
+        file,
+        format,
+        debug,
+    });
+}
+
+/// One log line in the chosen format.
+pub fn line(level: &str, msg: &str, format: Format) -> String {
+    let time = crate::state::rfc3339(SystemTime::now());
+    match format {
+        Format::Json => serde_json::json!({"level": level, "msg": msg, "time": time}).to_string(),
+        Format::Text => format!(
+            "time=\"{time}\" level={level} msg={}",
+            serde_json::Value::from(msg)
+        ),
+    }
+}
+
+fn write(level: &str, msg: &str) {
+    let Some(c) = CONFIG.get() else { return };
+    let Some(f) = &c.file else { return };
+    if let Ok(mut f) = OpenOptions::new().create(true).append(true).open(f) {
+        let _ = writeln!(f, "{}", line(level, msg, c.format));
+    }
+}
+
+/// Report the error that ends this command.
+pub fn error(msg: &str) {
+    write("error", msg);
+    let json_to_stderr = CONFIG
+        .get()
+        .is_some_and(|c| c.file.is_none() && c.format == Format::Json);
+    if json_to_stderr {
+        eprintln!("{}", line("error", msg, Format::Json));
+    } else {
+        eprintln!("keel: {msg}");
+    }
+}
+
+pub fn warn(msg: &str) {
+    write("warning", msg);
+}
+
+pub fn debug(msg: &str) {
+    if CONFIG.get().is_some_and(|c| c.debug) {
+        write("debug", msg);
+        if CONFIG.get().is_some_and(|c| c.file.is_none()) {
+            eprintln!("keel: debug: {msg}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_line_has_runc_fields() {
+        let v: serde_json::Value = serde_json::from_str(&line(
+            "error",
+            "container \"x\" does not exist",
+            Format::Json,
+        ))
+        .unwrap();
+        assert_eq!(v["level"], "error");
+        assert_eq!(v["msg"], "container \"x\" does not exist");
+        assert!(v["time"].as_str().unwrap().ends_with('Z'));
+    }
+
+    #[test]
+    fn text_line_quotes_the_message() {
+        let l = line("error", "a \"b\"", Format::Text);
+        assert!(l.contains("level=error msg=\"a \\\"b\\\"\""), "{l}");
+    }
+}

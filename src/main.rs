@@ -1,0 +1,4 @@
+//! keel's command line; everything else lives in the library.
+fn main() {
+    std::process::exit(keel::cli::main());
+}

@@ -1,0 +1,879 @@
+//! Mounts: the plan of `mounts[]`, and the child's side of the rootfs — every
+//! target is resolved inside the rootfs through fds (openat2 RESOLVE_IN_ROOT),
+//! created there if missing, and mounted on through its fd, never a joined string.
+
+use std::ffi::{CStr, CString};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sys::stat::mkdirat;
+use nix::sys::stat::{fstat, Mode, SFlag};
+use nix::unistd::{chdir, chroot, fchdir, pivot_root};
+use oci_spec::runtime::Spec;
+
+use crate::child::{Ctx, Fail};
+use crate::mountopts::{self, MountOptions};
+use crate::sys;
+
+const PROC_SUPER_MAGIC: i64 = 0x9fa0;
+
+#[derive(Debug)]
+pub enum MountKind {
+    /// A bind of a host path (absolute; relative sources were resolved against the bundle).
+    Bind { src: CString, src_is_dir: bool },
+    /// A new filesystem instance (proc, sysfs, tmpfs, devpts, mqueue, ...).
+    Fs { fstype: CString, src: CString },
+    /// `type: cgroup`: the host's hierarchies as the container should see them.
+    Cgroup(CgroupMount),
+}
+
+#[derive(Debug)]
+pub struct MountPlan {
+    /// Destination relative to the rootfs ("proc", "dev/pts").
+    pub dest: CString,
+    pub kind: MountKind,
+    pub opts: MountOptions,
+    pub data: Option<CString>,
+}
+
+/// How to show cgroups at the destination.
+#[derive(Debug)]
+pub enum CgroupMount {
+    /// Pure v2 and a new cgroup namespace: a fresh cgroup2 mount.
+    Fresh2,
+    /// Bind the host's directory of our own cgroup (v2 without cgroupns).
+    Bind2(CString),
+    /// v1 or hybrid: a tmpfs with one bind per hierarchy, named as on the host.
+    V1 { binds: Vec<(CString, CString)> },
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("config.json: mounts[{index}]: {msg}")]
+pub struct PlanError {
+    pub index: usize,
+    pub msg: String,
+}
+
+/// Turn `mounts[]` into mount plans: options parsed, paths made C strings.
+pub fn plan(spec: &Spec, bundle: &Path, new_cgroupns: bool) -> Result<Vec<MountPlan>, PlanError> {
+    let mut out = Vec::new();
+    for (index, m) in spec
+        .mounts()
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
+        let err = |msg: String| PlanError { index, msg };
+        let opts = mountopts::parse(m.options().as_deref().unwrap_or_default()).map_err(err)?;
+        let dest = rel_cstring(m.destination());
+        let typ = m.typ().as_deref().unwrap_or("");
+        let kind = if opts.is_bind() || typ == "bind" {
+            let src = m
+                .source()
+                .as_ref()
+                .ok_or_else(|| err("a bind mount needs a source".into()))?;
+            let src = if src.is_absolute() {
+                src.clone()
+            } else {
+                bundle.join(src)
+            };
+            let meta = std::fs::metadata(&src)
+                .map_err(|e| err(format!("bind source {}: {e}", src.display())))?;
+            MountKind::Bind {
+                src: cstring(&src),
+                src_is_dir: meta.is_dir(),
+            }
+        } else if typ == "cgroup" || typ == "cgroup2" {
+            MountKind::Cgroup(cgroup_plan(new_cgroupns).map_err(err)?)
+        } else {
+            let src = m
+                .source()
+                .as_ref()
+                .map(|s| cstring(s))
+                .unwrap_or_else(|| CString::new(typ).unwrap_or_default());
+            MountKind::Fs {
+                fstype: CString::new(typ).map_err(|_| err("type has a NUL byte".into()))?,
+                src,
+            }
+        };
+        let mut opts = opts;
+        if opts.is_bind() {
+            opts.flags |= libc::MS_BIND;
+        }
+        let data = (!opts.data.is_empty())
+            .then(|| CString::new(opts.data.clone()))
+            .transpose()
+            .map_err(|_| err("options have a NUL byte".into()))?;
+        out.push(MountPlan {
+            dest,
+            kind,
+            opts,
+            data,
+        });
+    }
+    Ok(out)
+}
+
+/// Our cgroup on each host hierarchy, from /proc/self/mountinfo and /proc/self/cgroup.
+fn cgroup_plan(new_cgroupns: bool) -> Result<CgroupMount, String> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| format!("reading /proc/self/mountinfo: {e}"))?;
+    let own = std::fs::read_to_string("/proc/self/cgroup")
+        .map_err(|e| format!("reading /proc/self/cgroup: {e}"))?;
+    let mut binds = Vec::new();
+    let mut v2_mount: Option<String> = None;
+    let mut v1 = false;
+    for line in mountinfo.lines() {
+        let Some((pre, post)) = line.split_once(" - ") else {
+            continue;
+        };
+        let pre: Vec<&str> = pre.split(' ').collect();
+        let post: Vec<&str> = post.split(' ').collect();
+        if pre.len() < 5 || post.len() < 3 {
+            continue;
+        }
+        let mnt = pre[4];
+        match post[0] {
+            "cgroup2" => v2_mount = Some(mnt.to_string()),
+            "cgroup" => {
+                v1 = true;
+                // The controllers are in the super options; name=systemd style too.
+                let ctrls: Vec<&str> = post[2]
+                    .split(',')
+                    .filter(|o| !matches!(*o, "rw" | "ro") && !o.contains('='))
+                    .chain(post[2].split(',').filter(|o| o.starts_with("name=")))
+                    .collect();
+                let Some(path) = own_cgroup(&own, &ctrls) else {
+                    continue;
+                };
+                let name = Path::new(mnt)
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let src = format!("{mnt}{path}");
+                binds.push((
+                    CString::new(name).unwrap_or_default(),
+                    CString::new(src).unwrap_or_default(),
+                ));
+            }
+            _ => {}
+        }
+    }
+    if v1 {
+        if let Some(m2) = v2_mount {
+            if let Some(path) = own_cgroup(&own, &[]) {
+                let name = Path::new(&m2)
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                binds.push((
+                    CString::new(name).unwrap_or_default(),
+                    CString::new(format!("{m2}{path}")).unwrap_or_default(),
+                ));
+            }
+        }
+        return Ok(CgroupMount::V1 { binds });
+    }
+    let Some(m2) = v2_mount else {
+        return Err("no cgroup hierarchy is mounted on the host".into());
+    };
+    if new_cgroupns {
+        return Ok(CgroupMount::Fresh2);
+    }
+    let path = own_cgroup(&own, &[]).unwrap_or_else(|| "/".into());
+    Ok(CgroupMount::Bind2(
+        CString::new(format!("{m2}{path}")).unwrap_or_default(),
+    ))
+}
+
+/// The path of our cgroup on the hierarchy with these controllers (empty: the unified one).
+fn own_cgroup(own: &str, ctrls: &[&str]) -> Option<String> {
+    for line in own.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, list, path) = (parts.next()?, parts.next()?, parts.next()?);
+        let matches = if ctrls.is_empty() {
+            list.is_empty()
+        } else {
+            let have: Vec<&str> = list.split(',').collect();
+            !list.is_empty() && ctrls.iter().all(|c| have.contains(c))
+        };
+        if matches {
+            return Some(if path == "/" {
+                String::new()
+            } else {
+                path.to_string()
+            });
+        }
+    }
+    None
+}
+
+pub fn cstring(p: &Path) -> CString {
+    CString::new(p.as_os_str().as_bytes()).unwrap_or_default()
+}
+
+/// "/dev/pts" -> "dev/pts"; "/" -> ".".
+pub fn rel_cstring(p: &Path) -> CString {
+    let s = p.as_os_str().as_bytes();
+    let s = s.trim_ascii_start();
+    let trimmed: &[u8] = {
+        let mut t = s;
+        while let [b'/', rest @ ..] = t {
+            t = rest;
+        }
+        t
+    };
+    if trimmed.is_empty() {
+        c".".to_owned()
+    } else {
+        CString::new(trimmed).unwrap_or_default()
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Child side: everything below runs in the container's init, before pivot_root.
+
+/// The rootfs, opened once: every operation is relative to it.
+pub struct Rootfs<'a> {
+    pub fd: OwnedFd,
+    /// Host path, for error messages only.
+    pub host: &'a CStr,
+}
+
+/// The `/proc/self/fd/N` path of `fd` (host procfs; valid before pivot_root).
+pub fn fd_path(fd: BorrowedFd<'_>) -> PathBuf {
+    PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+}
+
+impl<'a> Rootfs<'a> {
+    /// Make the host mounts private to us, bind the rootfs onto itself (pivot_root
+    /// needs a mount point) and open it.
+    pub fn prepare(host: &'a CStr, propagation: libc::c_ulong) -> Result<Self, Fail> {
+        mount(
+            None::<&CStr>,
+            c"/",
+            None::<&CStr>,
+            MsFlags::from_bits_retain(propagation),
+            None::<&CStr>,
+        )
+        .ctx("setting propagation of", b"/")?;
+        mount(
+            Some(host),
+            host,
+            None::<&CStr>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&CStr>,
+        )
+        .ctx("bind mounting rootfs", host.to_bytes())?;
+        let fd = sys::openat2(cwd_fd(), host, libc::O_PATH | libc::O_DIRECTORY, 0, 0)
+            .ctx("opening rootfs", host.to_bytes())?;
+        Ok(Rootfs { fd, host })
+    }
+
+    /// Host-side path of `rel` for messages: "<rootfs>/<rel>".
+    pub fn show(&self, rel: &CStr) -> Vec<u8> {
+        let mut v = self.host.to_bytes().to_vec();
+        v.push(b'/');
+        v.extend_from_slice(rel.to_bytes());
+        v
+    }
+
+    /// Open `rel` inside the rootfs: symlinks and ".." resolve as if the rootfs were "/".
+    pub fn open(&self, rel: &CStr, flags: libc::c_int) -> Result<OwnedFd, Errno> {
+        sys::openat2(
+            self.fd.as_fd(),
+            rel,
+            libc::O_PATH | flags,
+            0,
+            sys::RESOLVE_IN_ROOT | sys::RESOLVE_NO_MAGICLINKS,
+        )
+    }
+
+    /// Open `rel`, creating it (and its parents) inside the rootfs if missing.
+    /// A dangling symlink on the way is followed and its target created inside the rootfs.
+    pub fn ensure(&self, rel: &CStr, dir: bool) -> Result<OwnedFd, Fail> {
+        self.ensure_depth(rel.to_bytes(), dir, 0)
+            .ctx("creating mount target", &self.show(rel))
+    }
+
+    fn ensure_depth(&self, rel: &[u8], dir: bool, depth: u32) -> Result<OwnedFd, Errno> {
+        if depth > 40 {
+            return Err(Errno::ELOOP);
+        }
+        let c = CString::new(rel).map_err(|_| Errno::EINVAL)?;
+        let flags = if dir { libc::O_DIRECTORY } else { 0 };
+        match self.open(&c, flags) {
+            Err(Errno::ENOENT) => {}
+            r => return r,
+        }
+        let (parent, name) = split_last(rel);
+        if name.is_empty() || name == b"." || name == b".." {
+            return Err(Errno::ENOENT);
+        }
+        let pfd = self.ensure_depth(parent, true, depth + 1)?;
+        let cname = CString::new(name).map_err(|_| Errno::EINVAL)?;
+        let made = if dir {
+            mkdirat(
+                pfd.as_fd(),
+                cname.as_c_str(),
+                Mode::from_bits_truncate(0o755),
+            )
+        } else {
+            sys::openat2(
+                pfd.as_fd(),
+                &cname,
+                libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_WRONLY,
+                0o644,
+                sys::RESOLVE_BENEATH | sys::RESOLVE_NO_SYMLINKS,
+            )
+            .map(drop)
+        };
+        match made {
+            Ok(()) => {}
+            Err(Errno::EEXIST) => {
+                // A dangling symlink: create what it points at, inside the rootfs.
+                let target = sys::readlinkat(pfd.as_fd(), &cname)?;
+                let next = if target.starts_with(b"/") {
+                    target
+                } else {
+                    let mut p = parent.to_vec();
+                    if !p.is_empty() {
+                        p.push(b'/');
+                    }
+                    p.extend_from_slice(&target);
+                    p
+                };
+                let next = clamp_in_root(&next);
+                return self.ensure_depth(&next, dir, depth + 1);
+            }
+            Err(e) => return Err(e),
+        }
+        self.open(&c, flags)
+    }
+
+    /// Perform one planned mount.
+    pub fn mount_one(&self, m: &MountPlan) -> Result<(), Fail> {
+        match &m.kind {
+            MountKind::Bind { src, src_is_dir } => {
+                let target = self.ensure(&m.dest, *src_is_dir)?;
+                let mut flags = MsFlags::MS_BIND;
+                if m.opts.is_recursive_bind() {
+                    flags |= MsFlags::MS_REC;
+                }
+                mount(
+                    Some(src.as_c_str()),
+                    &fd_path(target.as_fd()),
+                    None::<&CStr>,
+                    flags,
+                    None::<&CStr>,
+                )
+                .ctx_mount("bind mounting", src, &self.show(&m.dest))?;
+                let extra = m.opts.flags & !(libc::MS_BIND | libc::MS_REC | libc::MS_REMOUNT);
+                if extra != 0 {
+                    self.remount_bind(&m.dest, extra)?;
+                }
+            }
+            MountKind::Fs { fstype, src } => {
+                let fs = fstype.to_bytes();
+                // proc and sysfs go on real directories only: a symlink could aim them elsewhere.
+                let target = if fs == b"proc" || fs == b"sysfs" {
+                    let fd = self.ensure(&m.dest, true)?;
+                    self.check_no_symlink(&m.dest)?;
+                    fd
+                } else {
+                    self.ensure(&m.dest, true)?
+                };
+                let flags = m.opts.flags & !(libc::MS_BIND | libc::MS_REC);
+                if m.opts.tmpcopyup && fs == b"tmpfs" {
+                    return self.tmpcopyup(m, target, flags);
+                }
+                mount(
+                    Some(src.as_c_str()),
+                    &fd_path(target.as_fd()),
+                    Some(fstype.as_c_str()),
+                    MsFlags::from_bits_retain(flags),
+                    m.data.as_deref(),
+                )
+                .ctx_mount("mounting", fstype, &self.show(&m.dest))?;
+                if fs == b"proc" {
+                    self.check_proc(&m.dest)?;
+                }
+            }
+            MountKind::Cgroup(cg) => self.mount_cgroup(m, cg)?,
+        }
+        self.after_mount(m)
+    }
+
+    /// Propagation and recursive attributes, applied to the new mount.
+    fn after_mount(&self, m: &MountPlan) -> Result<(), Fail> {
+        if m.opts.propagation.is_empty() && !m.opts.has_rec_attr() {
+            return Ok(());
+        }
+        let fd = self
+            .open(&m.dest, 0)
+            .ctx("reopening", &self.show(&m.dest))?;
+        for p in &m.opts.propagation {
+            mount(
+                None::<&CStr>,
+                &fd_path(fd.as_fd()),
+                None::<&CStr>,
+                MsFlags::from_bits_retain(*p),
+                None::<&CStr>,
+            )
+            .ctx("setting propagation of", &self.show(&m.dest))?;
+        }
+        if m.opts.has_rec_attr() {
+            sys::mount_setattr(
+                fd.as_fd(),
+                true,
+                m.opts.rec_attr_set,
+                m.opts.rec_attr_clr,
+                None,
+            )
+            .ctx("setting recursive mount attributes on", &self.show(&m.dest))?;
+        }
+        Ok(())
+    }
+
+    /// Remount the bind at `rel` with `flags` (ro, nosuid...), keeping the flags
+    /// the kernel locks (a remount may not clear them).
+    pub fn remount_bind(&self, rel: &CStr, flags: libc::c_ulong) -> Result<(), Fail> {
+        let fd = self.open(rel, 0).ctx("reopening", &self.show(rel))?;
+        let locked = locked_flags(fd.as_fd());
+        mount(
+            None::<&CStr>,
+            &fd_path(fd.as_fd()),
+            None::<&CStr>,
+            MsFlags::from_bits_retain(libc::MS_REMOUNT | libc::MS_BIND | flags | locked),
+            None::<&CStr>,
+        )
+        .ctx("remounting", &self.show(rel))
+    }
+
+    fn check_no_symlink(&self, rel: &CStr) -> Result<(), Fail> {
+        sys::openat2(
+            self.fd.as_fd(),
+            rel,
+            libc::O_PATH | libc::O_DIRECTORY,
+            0,
+            sys::RESOLVE_IN_ROOT | sys::RESOLVE_NO_SYMLINKS,
+        )
+        .map(drop)
+        .ctx("mount target is a symlink:", &self.show(rel))
+    }
+
+    fn check_proc(&self, rel: &CStr) -> Result<(), Fail> {
+        let fd = self
+            .open(rel, libc::O_DIRECTORY)
+            .ctx("reopening", &self.show(rel))?;
+        let st = nix::sys::statfs::fstatfs(fd.as_fd()).ctx("statfs", &self.show(rel))?;
+        if st.filesystem_type().0 as i64 != PROC_SUPER_MAGIC {
+            return Err(Fail::new(
+                "mounted proc is not procfs at",
+                &self.show(rel),
+                Errno::EINVAL,
+            ));
+        }
+        Ok(())
+    }
+
+    /// tmpcopyup: a new tmpfs that starts with the target's previous contents.
+    fn tmpcopyup(&self, m: &MountPlan, target: OwnedFd, flags: libc::c_ulong) -> Result<(), Fail> {
+        let show = self.show(&m.dest);
+        // Mount the tmpfs on a private scratch dir first, copy, then move it over the target.
+        let scratch = c"/tmp";
+        let _ = scratch;
+        let old = sys::openat2(
+            target.as_fd(),
+            c".",
+            libc::O_RDONLY | libc::O_DIRECTORY,
+            0,
+            sys::RESOLVE_BENEATH,
+        )
+        .ctx("opening", &show)?;
+        mount(
+            Some(c"tmpfs"),
+            &fd_path(target.as_fd()),
+            Some(c"tmpfs"),
+            MsFlags::from_bits_retain(flags & !libc::MS_RDONLY),
+            m.data.as_deref(),
+        )
+        .ctx("mounting tmpfs on", &show)?;
+        let new = self
+            .open(&m.dest, libc::O_DIRECTORY)
+            .ctx("reopening", &show)?;
+        let newdir = sys::openat2(
+            new.as_fd(),
+            c".",
+            libc::O_RDONLY | libc::O_DIRECTORY,
+            0,
+            sys::RESOLVE_BENEATH,
+        )
+        .ctx("opening", &show)?;
+        copy_tree(old.as_fd(), newdir.as_fd(), 0).ctx("copying up into", &show)?;
+        if flags & libc::MS_RDONLY != 0 {
+            self.remount_bind(&m.dest, libc::MS_RDONLY)?;
+        }
+        Ok(())
+    }
+
+    fn mount_cgroup(&self, m: &MountPlan, cg: &CgroupMount) -> Result<(), Fail> {
+        let show = self.show(&m.dest);
+        let target = self.ensure(&m.dest, true)?;
+        self.check_no_symlink(&m.dest)?;
+        let flags = m.opts.flags & !(libc::MS_BIND | libc::MS_REC);
+        let tpath = fd_path(target.as_fd());
+        match cg {
+            CgroupMount::Fresh2 => mount(
+                Some(c"cgroup2"),
+                &tpath,
+                Some(c"cgroup2"),
+                MsFlags::from_bits_retain(flags),
+                None::<&CStr>,
+            )
+            .ctx("mounting cgroup2 on", &show),
+            CgroupMount::Bind2(src) => {
+                mount(
+                    Some(src.as_c_str()),
+                    &tpath,
+                    None::<&CStr>,
+                    MsFlags::MS_BIND,
+                    None::<&CStr>,
+                )
+                .ctx_mount("bind mounting", src, &show)?;
+                self.remount_bind(&m.dest, flags)
+            }
+            CgroupMount::V1 { binds } => {
+                mount(
+                    Some(c"tmpfs"),
+                    &tpath,
+                    Some(c"tmpfs"),
+                    MsFlags::from_bits_retain(flags & !libc::MS_RDONLY),
+                    Some(c"mode=755"),
+                )
+                .ctx("mounting tmpfs on", &show)?;
+                for (name, src) in binds {
+                    let mut rel = m.dest.to_bytes().to_vec();
+                    rel.push(b'/');
+                    rel.extend_from_slice(name.to_bytes());
+                    let rel = CString::new(rel).unwrap_or_default();
+                    let t = self.ensure(&rel, true)?;
+                    mount(
+                        Some(src.as_c_str()),
+                        &fd_path(t.as_fd()),
+                        None::<&CStr>,
+                        MsFlags::MS_BIND,
+                        None::<&CStr>,
+                    )
+                    .ctx_mount("bind mounting", src, &self.show(&rel))?;
+                    self.remount_bind(
+                        &rel,
+                        flags | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                    )?;
+                }
+                if flags & libc::MS_RDONLY != 0 {
+                    let fd = self.open(&m.dest, 0).ctx("reopening", &show)?;
+                    mount(
+                        None::<&CStr>,
+                        &fd_path(fd.as_fd()),
+                        None::<&CStr>,
+                        MsFlags::from_bits_retain(libc::MS_REMOUNT | flags),
+                        Some(c"mode=755"),
+                    )
+                    .ctx("remounting read-only", &show)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// readonlyPaths[]: bind onto itself, then remount read-only. Missing paths are skipped.
+    pub fn make_readonly(&self, rel: &CStr) -> Result<(), Fail> {
+        let fd = match self.open(rel, 0) {
+            Err(Errno::ENOENT) => return Ok(()),
+            r => r.ctx("opening", &self.show(rel))?,
+        };
+        let p = fd_path(fd.as_fd());
+        mount(
+            Some(p.as_path()),
+            &p,
+            None::<&CStr>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&CStr>,
+        )
+        .ctx("bind mounting", &self.show(rel))?;
+        self.remount_bind(rel, libc::MS_RDONLY)
+    }
+
+    /// maskedPaths[]: files get /dev/null (verified 1:3), directories a read-only tmpfs.
+    pub fn mask(&self, rel: &CStr, devnull: BorrowedFd<'_>) -> Result<(), Fail> {
+        let fd = match self.open(rel, 0) {
+            Err(Errno::ENOENT) => return Ok(()),
+            r => r.ctx("opening", &self.show(rel))?,
+        };
+        let st = fstat(fd.as_fd()).ctx("stat", &self.show(rel))?;
+        let p = fd_path(fd.as_fd());
+        if SFlag::from_bits_truncate(st.st_mode & libc::S_IFMT) == SFlag::S_IFDIR {
+            mount(
+                Some(c"tmpfs"),
+                &p,
+                Some(c"tmpfs"),
+                MsFlags::MS_RDONLY,
+                Some(c"nr_blocks=1,nr_inodes=1"),
+            )
+            .ctx("masking", &self.show(rel))
+        } else {
+            mount(
+                Some(fd_path(devnull).as_path()),
+                &p,
+                None::<&CStr>,
+                MsFlags::MS_BIND,
+                None::<&CStr>,
+            )
+            .ctx("masking", &self.show(rel))
+        }
+    }
+
+    /// The rootfs's own /dev/null, checked to be the real character device 1:3.
+    pub fn devnull(&self) -> Result<OwnedFd, Fail> {
+        let fd = self
+            .open(c"dev/null", 0)
+            .ctx("opening", &self.show(c"dev/null"))?;
+        let st = fstat(fd.as_fd()).ctx("stat", &self.show(c"dev/null"))?;
+        let is_chr = st.st_mode & libc::S_IFMT == libc::S_IFCHR;
+        if !is_chr || libc::major(st.st_rdev) != 1 || libc::minor(st.st_rdev) != 3 {
+            return Err(Fail::new(
+                "not the null device:",
+                &self.show(c"dev/null"),
+                Errno::EINVAL,
+            ));
+        }
+        Ok(fd)
+    }
+
+    /// root.readonly: the rootfs bind itself becomes read-only (not its submounts).
+    pub fn make_root_readonly(&self) -> Result<(), Fail> {
+        let locked = locked_flags(self.fd.as_fd());
+        mount(
+            None::<&CStr>,
+            &fd_path(self.fd.as_fd()),
+            None::<&CStr>,
+            MsFlags::from_bits_retain(libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY | locked),
+            None::<&CStr>,
+        )
+        .ctx("remounting rootfs read-only", self.host.to_bytes())
+    }
+
+    /// Switch to the rootfs: pivot_root(".", ".") and detach the old root, or with
+    /// --no-pivot move the rootfs onto "/" and chroot (for ramfs roots).
+    pub fn switch(&self, no_pivot: bool) -> Result<(), Fail> {
+        let host = self.host.to_bytes();
+        fchdir(self.fd.as_fd()).ctx("chdir to rootfs", host)?;
+        if no_pivot {
+            mount(
+                Some(c"."),
+                c"/",
+                None::<&CStr>,
+                MsFlags::MS_MOVE,
+                None::<&CStr>,
+            )
+            .ctx("moving rootfs to /", host)?;
+            chroot(c".").ctx("chroot", host)?;
+        } else {
+            pivot_root(c".", c".").ctx("pivot_root", host)?;
+            // The old root is stacked on "."; keep its events from reaching the host, then drop it.
+            mount(
+                None::<&CStr>,
+                c".",
+                None::<&CStr>,
+                MsFlags::MS_SLAVE | MsFlags::MS_REC,
+                None::<&CStr>,
+            )
+            .ctx("making old root a slave", host)?;
+            umount2(c".", MntFlags::MNT_DETACH).ctx("unmounting old root", host)?;
+        }
+        chdir(c"/").ctx("chdir", b"/")
+    }
+}
+
+/// MS_* flags that an unprivileged remount must keep (nosuid, nodev, noexec, atime).
+fn locked_flags(fd: BorrowedFd<'_>) -> libc::c_ulong {
+    use nix::sys::statvfs::{fstatvfs, FsFlags};
+    let Ok(st) = fstatvfs(fd) else { return 0 };
+    let f = st.flags();
+    let mut out = 0;
+    for (s, m) in [
+        (FsFlags::ST_NOSUID, libc::MS_NOSUID),
+        (FsFlags::ST_NODEV, libc::MS_NODEV),
+        (FsFlags::ST_NOEXEC, libc::MS_NOEXEC),
+        (FsFlags::ST_NOATIME, libc::MS_NOATIME),
+        (FsFlags::ST_NODIRATIME, libc::MS_NODIRATIME),
+        (FsFlags::ST_RELATIME, libc::MS_RELATIME),
+    ] {
+        if f.contains(s) {
+            out |= m;
+        }
+    }
+    out
+}
+
+fn cwd_fd() -> BorrowedFd<'static> {
+    // AT_FDCWD is a valid "directory fd" for *at calls; a path given here is absolute anyway.
+    nix::fcntl::AT_FDCWD
+}
+
+/// ("a/b", "c") from "a/b/c"; ("", "c") from "c".
+fn split_last(p: &[u8]) -> (&[u8], &[u8]) {
+    let p = trim_slashes(p);
+    match p.iter().rposition(|&b| b == b'/') {
+        Some(i) => (trim_slashes(&p[..i]), &p[i + 1..]),
+        None => (&[], p),
+    }
+}
+
+fn trim_slashes(mut p: &[u8]) -> &[u8] {
+    while let [rest @ .., b'/'] = p {
+        p = rest;
+    }
+    while let [b'/', rest @ ..] = p {
+        p = rest;
+    }
+    p
+}
+
+/// Normalise a path lexically with ".." clamped at the root; the result is relative.
+pub fn clamp_in_root(p: &[u8]) -> Vec<u8> {
+    let mut parts: Vec<&[u8]> = Vec::new();
+    for c in p.split(|&b| b == b'/') {
+        match c {
+            b"" | b"." => {}
+            b".." => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    if parts.is_empty() {
+        return b".".to_vec();
+    }
+    parts.join(&b'/')
+}
+
+/// Copy a directory tree (files, dirs, symlinks; modes and owners) between two dir fds.
+fn copy_tree(from: BorrowedFd<'_>, to: BorrowedFd<'_>, depth: u32) -> Result<(), Errno> {
+    use nix::dir::{Dir, Type};
+    use nix::fcntl::OFlag;
+    if depth > 64 {
+        return Err(Errno::ELOOP);
+    }
+    let dup = nix::unistd::dup(from)?;
+    let mut dir = Dir::from_fd(dup)?;
+    let entries: Vec<(CString, Option<Type>)> = dir
+        .iter()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name() != c"." && e.file_name() != c"..")
+        .map(|e| (e.file_name().to_owned(), e.file_type()))
+        .collect();
+    for (name, _) in entries {
+        let st = nix::sys::stat::fstatat(
+            from,
+            name.as_c_str(),
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        )?;
+        let mode = Mode::from_bits_truncate(st.st_mode & 0o7777);
+        match st.st_mode & libc::S_IFMT {
+            libc::S_IFDIR => {
+                mkdirat(to, name.as_c_str(), mode)?;
+                let s = nix::fcntl::openat(
+                    from,
+                    name.as_c_str(),
+                    OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                    Mode::empty(),
+                )?;
+                let d = nix::fcntl::openat(
+                    to,
+                    name.as_c_str(),
+                    OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                    Mode::empty(),
+                )?;
+                copy_tree(s.as_fd(), d.as_fd(), depth + 1)?;
+            }
+            libc::S_IFREG => {
+                let s = nix::fcntl::openat(
+                    from,
+                    name.as_c_str(),
+                    OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                    Mode::empty(),
+                )?;
+                let d = nix::fcntl::openat(
+                    to,
+                    name.as_c_str(),
+                    OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_CLOEXEC,
+                    mode,
+                )?;
+                let mut s = std::fs::File::from(s);
+                let mut d = std::fs::File::from(d);
+                std::io::copy(&mut s, &mut d)
+                    .map_err(|e| e.raw_os_error().map(Errno::from_raw).unwrap_or(Errno::EIO))?;
+            }
+            libc::S_IFLNK => {
+                let target = sys::readlinkat(from, &name)?;
+                let target = CString::new(target).map_err(|_| Errno::EINVAL)?;
+                nix::unistd::symlinkat(target.as_c_str(), to, name.as_c_str())?;
+            }
+            _ => continue,
+        }
+        let _ = nix::unistd::fchownat(
+            to,
+            name.as_c_str(),
+            Some(nix::unistd::Uid::from_raw(st.st_uid)),
+            Some(nix::unistd::Gid::from_raw(st.st_gid)),
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        );
+    }
+    Ok(())
+}
+
+pub fn host_path(c: &CStr) -> PathBuf {
+    PathBuf::from(std::ffi::OsStr::from_bytes(c.to_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_destinations() {
+        assert_eq!(rel_cstring(Path::new("/dev/pts")).as_bytes(), b"dev/pts");
+        assert_eq!(rel_cstring(Path::new("//proc")).as_bytes(), b"proc");
+        assert_eq!(rel_cstring(Path::new("/")).as_bytes(), b".");
+    }
+
+    #[test]
+    fn clamping_never_leaves_the_root() {
+        assert_eq!(clamp_in_root(b"../../etc/passwd"), b"etc/passwd");
+        assert_eq!(clamp_in_root(b"/a/b/../c"), b"a/c");
+        assert_eq!(clamp_in_root(b"a/../../.."), b".");
+    }
+
+    #[test]
+    fn split_last_component() {
+        assert_eq!(split_last(b"a/b/c"), (&b"a/b"[..], &b"c"[..]));
+        assert_eq!(split_last(b"c"), (&b""[..], &b"c"[..]));
+        assert_eq!(split_last(b"/a/"), (&b""[..], &b"a"[..]));
+    }
+
+    #[test]
+    fn own_cgroup_lookup() {
+        let own = "12:pids:/user.slice\n4:cpu,cpuacct:/a\n1:name=systemd:/s\n0::/u\n";
+        assert_eq!(own_cgroup(own, &["pids"]), Some("/user.slice".into()));
+        assert_eq!(own_cgroup(own, &["cpu", "cpuacct"]), Some("/a".into()));
+        assert_eq!(own_cgroup(own, &["name=systemd"]), Some("/s".into()));
+        assert_eq!(own_cgroup(own, &[]), Some("/u".into()));
+        assert_eq!(own_cgroup("0::/\n", &[]), Some(String::new()));
+    }
+}

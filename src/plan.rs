@@ -1,0 +1,257 @@
+//! Spec → Plan: every decision and every C string is made here, in the
+//! parent, before clone. The child only executes the plan.
+
+use std::ffi::CString;
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::Spec;
+
+use crate::caps::{self, CapsPlan};
+use crate::devices::{self, DevicePlan};
+use crate::error::SysError;
+use crate::mounts::{self, MountPlan};
+use crate::namespaces::{self, NsPlan};
+use crate::process::{self, ProcessPlan};
+
+#[derive(Debug)]
+pub struct Plan {
+    pub id: String,
+    pub bundle: PathBuf,
+    pub rootfs: CString,
+    pub ns: NsPlan,
+    /// Propagation of "/" in the container's mount namespace (default rslave).
+    pub root_propagation: libc::c_ulong,
+    pub root_readonly: bool,
+    pub no_pivot: bool,
+    pub mounts: Vec<MountPlan>,
+    pub setup_dev: bool,
+    pub devices: Vec<DevicePlan>,
+    pub kcore: bool,
+    pub masked: Vec<CString>,
+    pub readonly: Vec<CString>,
+    /// (path relative to the rootfs, value) for each sysctl.
+    pub sysctl: Vec<(CString, Vec<u8>)>,
+    pub hostname: Option<Vec<u8>>,
+    pub domainname: Option<Vec<u8>>,
+    pub process: ProcessPlan,
+    pub caps: Option<CapsPlan>,
+    pub keyring: Option<CString>,
+    pub preserve_fds: u32,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct Options {
+    pub no_pivot: bool,
+    pub no_new_keyring: bool,
+    pub preserve_fds: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("config.json: {0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Mount(#[from] mounts::PlanError),
+    #[error(transparent)]
+    Sys(#[from] SysError),
+}
+
+pub fn propagation_flags(s: &str) -> Option<libc::c_ulong> {
+    Some(match s {
+        "" | "rslave" => libc::MS_SLAVE | libc::MS_REC,
+        "slave" => libc::MS_SLAVE,
+        "private" => libc::MS_PRIVATE,
+        "rprivate" => libc::MS_PRIVATE | libc::MS_REC,
+        "shared" => libc::MS_SHARED,
+        "rshared" => libc::MS_SHARED | libc::MS_REC,
+        "unbindable" => libc::MS_UNBINDABLE,
+        "runbindable" => libc::MS_UNBINDABLE | libc::MS_REC,
+        _ => return None,
+    })
+}
+
+pub fn build(
+    spec: &Spec,
+    bundle: &Path,
+    rootfs: &Path,
+    id: &str,
+    o: &Options,
+) -> Result<Plan, PlanError> {
+    let invalid = PlanError::Invalid;
+    let ns = namespaces::plan(spec)?;
+    if !ns.has_mount {
+        return Err(invalid(
+            "linux.namespaces: a mount namespace is required (keel does not set up a rootfs in the host's)".into(),
+        ));
+    }
+    let linux = spec.linux().as_ref();
+    let root_propagation = propagation_flags(
+        linux
+            .and_then(|l| l.rootfs_propagation().as_deref())
+            .unwrap_or(""),
+    )
+    .ok_or_else(|| invalid("linux.rootfsPropagation: unknown propagation".into()))?;
+    let mounts = mounts::plan(spec, bundle, ns.new_cgroup)?;
+    let process = match spec.process() {
+        Some(p) => process::plan(p).map_err(invalid)?,
+        None => {
+            return Err(invalid(
+                "process: missing: create and run need a process to start".into(),
+            ))
+        }
+    };
+    let caps = match spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.capabilities().as_ref())
+    {
+        Some(c) => Some(caps::plan(c).map_err(invalid)?),
+        None => None,
+    };
+    let rel_list = |v: Option<&Vec<String>>| -> Vec<CString> {
+        v.map(|v| {
+            v.iter()
+                .map(|p| mounts::rel_cstring(Path::new(p)))
+                .collect()
+        })
+        .unwrap_or_default()
+    };
+    let masked = rel_list(linux.and_then(|l| l.masked_paths().as_ref()));
+    let readonly = rel_list(linux.and_then(|l| l.readonly_paths().as_ref()));
+    let sysctl = linux
+        .and_then(|l| l.sysctl().as_ref())
+        .map(|m| {
+            let mut v: Vec<(CString, Vec<u8>)> = m
+                .iter()
+                .map(|(k, val)| {
+                    let path = format!("proc/sys/{}", k.replace('.', "/"));
+                    (
+                        CString::new(path).unwrap_or_default(),
+                        val.as_bytes().to_vec(),
+                    )
+                })
+                .collect();
+            v.sort();
+            v
+        })
+        .unwrap_or_default();
+    let setup_dev = devices::needs_setup(spec);
+    Ok(Plan {
+        id: id.to_string(),
+        bundle: bundle.to_path_buf(),
+        rootfs: mounts::cstring(rootfs),
+        root_propagation,
+        root_readonly: spec
+            .root()
+            .as_ref()
+            .and_then(|r| r.readonly())
+            .unwrap_or(false),
+        no_pivot: o.no_pivot,
+        mounts,
+        setup_dev,
+        devices: if setup_dev {
+            devices::plan(spec)
+        } else {
+            Vec::new()
+        },
+        kcore: Path::new("/proc/kcore").exists(),
+        masked,
+        readonly,
+        sysctl,
+        hostname: spec
+            .hostname()
+            .as_ref()
+            .filter(|h| !h.is_empty())
+            .map(|h| h.as_bytes().to_vec()),
+        domainname: spec
+            .domainname()
+            .as_ref()
+            .filter(|h| !h.is_empty())
+            .map(|h| h.as_bytes().to_vec()),
+        process,
+        caps,
+        keyring: (!o.no_new_keyring)
+            .then(|| CString::new(format!("_ses.{id}")).unwrap_or_default()),
+        preserve_fds: o.preserve_fds,
+        ns,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(json: &str) -> Spec {
+        serde_json::from_str(json).unwrap()
+    }
+
+    const BASE: &str = r#"{"ociVersion":"1.0.2","root":{"path":"rootfs","readonly":true},
+        "process":{"cwd":"/","args":["sh"],"user":{"uid":0,"gid":0}},
+        "hostname":"h",
+        "mounts":[{"destination":"/proc","type":"proc","source":"proc"},
+                  {"destination":"/dev/pts","type":"devpts","source":"devpts","options":["nosuid","noexec","newinstance","ptmxmode=0666"]}],
+        "linux":{"namespaces":[{"type":"pid"},{"type":"mount"},{"type":"uts"}],
+                 "sysctl":{"kernel.shmmax":"1000"},
+                 "maskedPaths":["/proc/kcore"],"readonlyPaths":["/proc/sys"]}}"#;
+
+    #[test]
+    fn plan_of_a_runc_like_config() {
+        let p = build(
+            &spec(BASE),
+            Path::new("/b"),
+            Path::new("/b/rootfs"),
+            "c1",
+            &Options::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            p.ns.clone_flags,
+            (libc::CLONE_NEWPID | libc::CLONE_NEWNS | libc::CLONE_NEWUTS) as u64
+        );
+        assert_eq!(p.root_propagation, libc::MS_SLAVE | libc::MS_REC);
+        assert!(p.root_readonly);
+        assert_eq!(p.mounts[0].dest.as_bytes(), b"proc");
+        assert_eq!(p.mounts[1].opts.flags & libc::MS_NOEXEC, libc::MS_NOEXEC);
+        assert_eq!(p.sysctl[0].0.as_bytes(), b"proc/sys/kernel/shmmax");
+        assert_eq!(p.masked[0].as_bytes(), b"proc/kcore");
+        assert_eq!(p.keyring.as_ref().unwrap().as_bytes(), b"_ses.c1");
+        assert!(p.setup_dev);
+        assert_eq!(p.devices.len(), 6);
+    }
+
+    #[test]
+    fn no_mount_namespace_is_refused() {
+        let s = spec(&BASE.replace(r#"{"type":"mount"},"#, ""));
+        let e = build(
+            &s,
+            Path::new("/b"),
+            Path::new("/b/rootfs"),
+            "c1",
+            &Options::default(),
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("linux.namespaces: a mount namespace is required"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn missing_process_names_the_field() {
+        let mut s = spec(BASE);
+        s.set_process(None);
+        let e = build(
+            &s,
+            Path::new("/b"),
+            Path::new("/b/rootfs"),
+            "c1",
+            &Options::default(),
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().starts_with("config.json: process: missing"),
+            "{e}"
+        );
+    }
+}

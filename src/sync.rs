@@ -1,0 +1,283 @@
+//! The one parent↔child protocol: a SOCK_SEQPACKET socketpair, one datagram a
+//! message, close-on-exec on both ends.
+//!
+//! | step | child (keel:[init])                  | parent (keel create / run)                     |
+//! |------|--------------------------------------|------------------------------------------------|
+//! | 1    | `UserNs` (only with a new userns) -> | writes uid_map / gid_map                       |
+//! | 2    |                                   <- | `Go`                                           |
+//! | 3    | `Console(fd)` (terminal only) ->     | sends the pty master to --console-socket or keeps it for the relay |
+//! | 4    | `Ready` ->                           | writes state.json and the pid file; create returns |
+//! | any  | `Error(stage, op, path, errno)` ->   | kills and reaps the child, cleans up, reports  |
+//! | any  | EOF                                  | the child died: reaps it, reports its status   |
+//!
+//! After `Ready` the child blocks on `exec.fifo` until `keel start`.
+//! Unknown or out-of-order messages are errors, never ignored.
+
+use std::io::{IoSlice, IoSliceMut};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+
+use nix::errno::Errno;
+use nix::sys::socket::{
+    recvmsg, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags,
+    SockFlag, SockType,
+};
+
+use crate::error::{ChildError, Stage};
+
+const K_USERNS: u8 = 1;
+const K_GO: u8 = 2;
+const K_CONSOLE: u8 = 3;
+const K_READY: u8 = 4;
+const K_ERROR: u8 = 5;
+
+/// Largest datagram: an error with its op and path.
+const MAX_MSG: usize = 1024;
+
+#[derive(Debug)]
+pub enum Msg {
+    UserNs,
+    Go,
+    Console(OwnedFd),
+    Ready,
+    Error(ChildError),
+}
+
+impl Msg {
+    fn name(&self) -> &'static str {
+        match self {
+            Msg::UserNs => "userns",
+            Msg::Go => "go",
+            Msg::Console(_) => "console",
+            Msg::Ready => "ready",
+            Msg::Error(_) => "error",
+        }
+    }
+}
+
+/// One end of the channel.
+pub struct Channel {
+    fd: OwnedFd,
+}
+
+/// Create the pair: (parent end, child end).
+pub fn pair() -> Result<(Channel, Channel), Errno> {
+    let (a, b) = socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )?;
+    Ok((Channel { fd: a }, Channel { fd: b }))
+}
+
+impl Channel {
+    pub fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    pub fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    fn send_raw(&self, data: &[u8], fd: Option<RawFd>) -> Result<(), Errno> {
+        let iov = [IoSlice::new(data)];
+        let fds;
+        let cmsg: &[ControlMessage] = match fd {
+            Some(f) => {
+                fds = [f];
+                &[ControlMessage::ScmRights(&fds)]
+            }
+            None => &[],
+        };
+        loop {
+            match sendmsg::<()>(
+                self.fd.as_raw_fd(),
+                &iov,
+                cmsg,
+                MsgFlags::MSG_NOSIGNAL,
+                None,
+            ) {
+                Err(Errno::EINTR) => continue,
+                r => return r.map(drop),
+            }
+        }
+    }
+
+    pub fn send_go(&self) -> Result<(), Errno> {
+        self.send_raw(&[K_GO], None)
+    }
+
+    pub fn send_userns(&self) -> Result<(), Errno> {
+        self.send_raw(&[K_USERNS], None)
+    }
+
+    pub fn send_ready(&self) -> Result<(), Errno> {
+        self.send_raw(&[K_READY], None)
+    }
+
+    pub fn send_console(&self, master: BorrowedFd<'_>) -> Result<(), Errno> {
+        self.send_raw(&[K_CONSOLE], Some(master.as_raw_fd()))
+    }
+
+    /// Send an error from the child without allocating: op and path are copied
+    /// (truncated) into a stack buffer.
+    pub fn send_error(&self, stage: Stage, op: &str, path: &[u8], errno: i32) {
+        let mut buf = [0u8; MAX_MSG];
+        buf[0] = K_ERROR;
+        buf[1] = stage as u8;
+        buf[2..6].copy_from_slice(&errno.to_le_bytes());
+        let op = &op.as_bytes()[..op.len().min(200)];
+        buf[6] = op.len() as u8;
+        buf[7..7 + op.len()].copy_from_slice(op);
+        let start = 7 + op.len();
+        let n = path.len().min(MAX_MSG - start);
+        buf[start..start + n].copy_from_slice(&path[..n]);
+        let _ = self.send_raw(&buf[..start + n], None);
+    }
+
+    /// Receive one message; `Ok(None)` on EOF (the peer is gone).
+    pub fn recv(&self) -> Result<Option<Msg>, Errno> {
+        let mut buf = [0u8; MAX_MSG];
+        let mut cmsg = nix::cmsg_space!([RawFd; 1]);
+        let (n, fd) = loop {
+            let mut iov = [IoSliceMut::new(&mut buf)];
+            match recvmsg::<()>(
+                self.fd.as_raw_fd(),
+                &mut iov,
+                Some(&mut cmsg),
+                MsgFlags::MSG_CMSG_CLOEXEC,
+            ) {
+                Err(Errno::EINTR) => continue,
+                Err(e) => return Err(e),
+                Ok(m) => {
+                    let mut fd = None;
+                    for c in m.cmsgs()? {
+                        if let ControlMessageOwned::ScmRights(fds) = c {
+                            fd = fds.first().copied();
+                        }
+                    }
+                    break (m.bytes, fd);
+                }
+            }
+        };
+        let fd = fd.map(crate::sys::own_fd);
+        if n == 0 {
+            return Ok(None);
+        }
+        let msg = match buf[0] {
+            K_USERNS => Msg::UserNs,
+            K_GO => Msg::Go,
+            K_READY => Msg::Ready,
+            K_CONSOLE => Msg::Console(fd.ok_or(Errno::EBADMSG)?),
+            K_ERROR if n >= 7 => {
+                let stage = Stage::from_u8(buf[1]).ok_or(Errno::EBADMSG)?;
+                let errno = i32::from_le_bytes([buf[2], buf[3], buf[4], buf[5]]);
+                let oplen = buf[6] as usize;
+                let op_end = (7 + oplen).min(n);
+                Msg::Error(ChildError {
+                    stage,
+                    op: String::from_utf8_lossy(&buf[7..op_end]).into_owned(),
+                    path: String::from_utf8_lossy(&buf[op_end..n]).into_owned(),
+                    errno,
+                })
+            }
+            _ => return Err(Errno::EBADMSG),
+        };
+        Ok(Some(msg))
+    }
+}
+
+/// What the parent got when it waited for a particular message.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error("{0}")]
+    Child(ChildError),
+    #[error("container init exited before it was {0}")]
+    Died(&'static str),
+    #[error("unexpected message {got:?} from container init while waiting for {want}")]
+    Unexpected {
+        got: &'static str,
+        want: &'static str,
+    },
+    #[error("sync socket: {0}")]
+    Io(Errno),
+}
+
+impl Channel {
+    /// Wait for the message named `want`; an error message, EOF or another message fail.
+    pub fn expect(&self, want: &'static str) -> Result<Msg, SyncError> {
+        match self.recv().map_err(SyncError::Io)? {
+            None => Err(SyncError::Died(want)),
+            Some(Msg::Error(e)) => Err(SyncError::Child(e)),
+            Some(m) if m.name() == want => Ok(m),
+            Some(m) => Err(SyncError::Unexpected {
+                got: m.name(),
+                want,
+            }),
+        }
+    }
+}
+
+impl AsFd for Channel {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+impl From<OwnedFd> for Channel {
+    fn from(fd: OwnedFd) -> Self {
+        Channel { fd }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_round_trip() {
+        let (p, c) = pair().unwrap();
+        c.send_error(
+            Stage::Rootfs,
+            "mount proc on",
+            b"/b/rootfs/proc",
+            libc::EPERM,
+        );
+        match p.expect("ready") {
+            Err(SyncError::Child(e)) => {
+                assert_eq!(e.stage, Stage::Rootfs);
+                assert_eq!(
+                    e.to_string(),
+                    "preparing the rootfs: mount proc on /b/rootfs/proc: EPERM: Operation not permitted"
+                );
+            }
+            other => panic!("got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn eof_is_death_and_order_is_checked() {
+        let (p, c) = pair().unwrap();
+        c.send_ready().unwrap();
+        assert!(matches!(
+            p.expect("go"),
+            Err(SyncError::Unexpected {
+                got: "ready",
+                want: "go"
+            })
+        ));
+        drop(c);
+        assert!(matches!(p.expect("ready"), Err(SyncError::Died("ready"))));
+    }
+
+    #[test]
+    fn console_passes_an_fd() {
+        let (p, c) = pair().unwrap();
+        let f = std::fs::File::open("/dev/null").unwrap();
+        c.send_console(f.as_fd()).unwrap();
+        match p.expect("console").unwrap() {
+            Msg::Console(fd) => assert!(fd.as_raw_fd() > 2),
+            m => panic!("got {m:?}"),
+        }
+    }
+}
