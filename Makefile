@@ -7,7 +7,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 TEST_THREADS ?= 2
 # Debian packages the demo and the integration tests need.
-DEB_PACKAGES := busybox-static jq
+DEB_PACKAGES := busybox-static jq runc
 RELEASE_BIN := target/release/keel
 LEAK_SNAPSHOT := target/leakcheck.snapshot
 # apt-get needs root; use sudo when make runs as another user.
@@ -76,6 +76,7 @@ test: deps
 	hack/leakcheck.sh snapshot $(LEAK_SNAPSHOT)
 	@rc=0; \
 	$(CARGO) test --no-fail-fast --test '*' -- --test-threads=$(TEST_THREADS) || rc=$$?; \
+	hack/compare-runc.sh target/debug/keel || { [[ $$rc -ne 0 ]] || rc=1; }; \
 	hack/leakcheck.sh check $(LEAK_SNAPSHOT) || { [[ $$rc -ne 0 ]] || rc=1; }; \
 	exit $$rc
 

@@ -4,7 +4,8 @@
 //! returns and never unwinds.
 
 use std::ffi::CString;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
 
 use nix::errno::Errno;
 use nix::sys::stat::{umask, Mode};
@@ -131,6 +132,16 @@ fn setup(plan: &Plan, fds: &Inherited<'_>) -> Staged<(CString, Vec<CString>)> {
             Ok(Some(Msg::Go)) => {}
             _ => return Err((Stage::Namespaces, Fail::msg("waiting for id maps", b""))),
         }
+        // We still carry the host's ids, unmapped here: become the namespace's root
+        // so that files we create (mount targets, devices) get a mapped owner.
+        let root_g = nix::unistd::Gid::from_raw(0);
+        let root_u = nix::unistd::Uid::from_raw(0);
+        nix::unistd::setresgid(root_g, root_g, root_g)
+            .ctx("setresgid to the user namespace's root", b"")
+            .stage(Stage::Namespaces)?;
+        nix::unistd::setresuid(root_u, root_u, root_u)
+            .ctx("setresuid to the user namespace's root", b"")
+            .stage(Stage::Namespaces)?;
     }
     if let Some(v) = plan.process.oom_score_adj {
         process::set_oom_score_adj(v).stage(Stage::Process)?;
@@ -183,7 +194,7 @@ fn setup(plan: &Plan, fds: &Inherited<'_>) -> Staged<(CString, Vec<CString>)> {
     drop(root);
 
     if let Some(h) = &plan.hostname {
-        nix::unistd::sethostname(std::ffi::OsStr::from_bytes_compat(h))
+        nix::unistd::sethostname(std::ffi::OsStr::from_bytes(h))
             .ctx("sethostname", h)
             .stage(Stage::Process)?;
     }
@@ -294,20 +305,4 @@ fn die(op: &str, path: &[u8], e: Errno) -> ! {
     msg.extend_from_slice(format!(": {e}\n").as_bytes());
     let _ = nix::unistd::write(std::io::stderr(), &msg);
     sys::exit_now(127)
-}
-
-trait FromBytesCompat {
-    fn from_bytes_compat(b: &[u8]) -> &Self;
-}
-
-impl FromBytesCompat for std::ffi::OsStr {
-    fn from_bytes_compat(b: &[u8]) -> &Self {
-        use std::os::unix::ffi::OsStrExt;
-        std::ffi::OsStr::from_bytes(b)
-    }
-}
-
-#[allow(dead_code)]
-fn _raw(fd: BorrowedFd<'_>) -> RawFd {
-    fd.as_raw_fd()
 }

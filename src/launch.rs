@@ -95,6 +95,13 @@ fn spawn(
 ) -> Result<(State, OwnedFd, Option<OwnedFd>), LaunchError> {
     let fifo_path = dir.fifo();
     nix::unistd::mkfifo(&fifo_path, Mode::from_bits_truncate(0o622)).at("mkfifo", &fifo_path)?;
+    // Exactly 0622 whatever keel's umask (runc sets umask 0 around mkfifo): a
+    // non-root init opens it for writing after its uid switch.
+    fs::set_permissions(
+        &fifo_path,
+        std::os::unix::fs::PermissionsExt::from_mode(0o622),
+    )
+    .at("chmod", &fifo_path)?;
     let fifo: OwnedFd = fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_PATH | libc::O_CLOEXEC)

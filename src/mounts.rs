@@ -484,9 +484,7 @@ impl<'a> Rootfs<'a> {
     /// tmpcopyup: a new tmpfs that starts with the target's previous contents.
     fn tmpcopyup(&self, m: &MountPlan, target: OwnedFd, flags: libc::c_ulong) -> Result<(), Fail> {
         let show = self.show(&m.dest);
-        // Mount the tmpfs on a private scratch dir first, copy, then move it over the target.
-        let scratch = c"/tmp";
-        let _ = scratch;
+        // Keep a handle on the old directory: after the tmpfs covers it, it is still readable here.
         let old = sys::openat2(
             target.as_fd(),
             c".",
@@ -623,7 +621,7 @@ impl<'a> Rootfs<'a> {
                 &p,
                 Some(c"tmpfs"),
                 MsFlags::MS_RDONLY,
-                Some(c"nr_blocks=1,nr_inodes=1"),
+                None::<&CStr>,
             )
             .ctx("masking", &self.show(rel))
         } else {
