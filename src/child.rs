@@ -159,6 +159,17 @@ fn setup(plan: &Plan, fds: &Inherited<'_>) -> Staged<(CString, Vec<CString>)> {
         }
     }
 
+    // Before sysctls, as runc: a kernel.domainname sysctl wins over `domainname`.
+    if let Some(h) = &plan.hostname {
+        nix::unistd::sethostname(std::ffi::OsStr::from_bytes(h))
+            .ctx("sethostname", h)
+            .stage(Stage::Process)?;
+    }
+    if let Some(d) = &plan.domainname {
+        sys::setdomainname(d)
+            .ctx("setdomainname", d)
+            .stage(Stage::Process)?;
+    }
     // The rootfs, all relative to one fd, then the switch.
     let root = Rootfs::prepare(&plan.rootfs, plan.root_propagation).stage(Stage::Rootfs)?;
     for m in &plan.mounts {
@@ -178,6 +189,12 @@ fn setup(plan: &Plan, fds: &Inherited<'_>) -> Staged<(CString, Vec<CString>)> {
     for (rel, val) in &plan.sysctl {
         write_sysctl(&root, rel, val).stage(Stage::Rootfs)?;
     }
+    // Like runc, create a missing cwd (0755, as root) while the rootfs is still writable.
+    root.ensure(
+        &crate::mounts::rel_cstring(crate::namespaces::cpath(&plan.process.cwd)),
+        true,
+    )
+    .stage(Stage::Rootfs)?;
     if plan.root_readonly {
         root.make_root_readonly().stage(Stage::Rootfs)?;
     }
@@ -193,16 +210,6 @@ fn setup(plan: &Plan, fds: &Inherited<'_>) -> Staged<(CString, Vec<CString>)> {
     root.switch(plan.no_pivot).stage(Stage::PivotRoot)?;
     drop(root);
 
-    if let Some(h) = &plan.hostname {
-        nix::unistd::sethostname(std::ffi::OsStr::from_bytes(h))
-            .ctx("sethostname", h)
-            .stage(Stage::Process)?;
-    }
-    if let Some(d) = &plan.domainname {
-        sys::setdomainname(d)
-            .ctx("setdomainname", d)
-            .stage(Stage::Process)?;
-    }
     process::set_rlimits(&plan.process).stage(Stage::Process)?;
 
     nix::unistd::setsid()

@@ -261,6 +261,7 @@ impl<'a> Rootfs<'a> {
             None::<&CStr>,
         )
         .ctx("setting propagation of", b"/")?;
+        make_parent_private(host)?;
         mount(
             Some(host),
             host,
@@ -314,7 +315,9 @@ impl<'a> Rootfs<'a> {
         if name.is_empty() || name == b"." || name == b".." {
             return Err(Errno::ENOENT);
         }
-        let pfd = self.ensure_depth(parent, true, depth + 1)?;
+        // A top-level entry's parent is the rootfs itself (openat2 of "" is ENOENT).
+        let parent_rel: &[u8] = if parent.is_empty() { b"." } else { parent };
+        let pfd = self.ensure_depth(parent_rel, true, depth + 1)?;
         let cname = CString::new(name).map_err(|_| Errno::EINVAL)?;
         let made = if dir {
             mkdirat(
@@ -682,7 +685,12 @@ impl<'a> Rootfs<'a> {
             .ctx("moving rootfs to /", host)?;
             chroot(c".").ctx("chroot", host)?;
         } else {
+            // "." names the new root, below the old one stacked on it after pivot_root: to
+            // reach the old root, chdir to it through an fd opened before (as runc does).
+            let old_root = sys::openat2(cwd_fd(), c"/", libc::O_PATH | libc::O_DIRECTORY, 0, 0)
+                .ctx("opening old root", b"/")?;
             pivot_root(c".", c".").ctx("pivot_root", host)?;
+            fchdir(old_root.as_fd()).ctx("chdir to old root", b"/")?;
             // The old root is stacked on "."; keep its events from reaching the host, then drop it.
             mount(
                 None::<&CStr>,
@@ -717,6 +725,54 @@ fn locked_flags(fd: BorrowedFd<'_>) -> libc::c_ulong {
         }
     }
     out
+}
+
+/// runc's rootfsParentMountPrivate: if the mount holding the rootfs is shared (say
+/// rootfsPropagation "shared"), make it private, or the rootfs bind would propagate to
+/// its peers and pivot_root would fail with EINVAL.
+fn make_parent_private(host: &CStr) -> Result<(), Fail> {
+    let fd = sys::openat2(cwd_fd(), host, libc::O_PATH | libc::O_DIRECTORY, 0, 0)
+        .ctx("opening rootfs", host.to_bytes())?;
+    let fdinfo = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_raw_fd()))
+        .map_err(|e| Fail::io("reading fdinfo of", host.to_bytes(), &e))?;
+    let info = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| Fail::io("reading", b"/proc/self/mountinfo", &e))?;
+    let Some(id) = fdinfo.lines().find_map(|l| l.strip_prefix("mnt_id:")) else {
+        return Ok(());
+    };
+    let Some(fields) = info
+        .lines()
+        .filter_map(|l| l.split_once(" - "))
+        .map(|(pre, _)| pre.split(' ').collect::<Vec<&str>>())
+        .find(|f| f.len() > 5 && f[0] == id.trim())
+    else {
+        return Ok(());
+    };
+    if !fields[6..].iter().any(|o| o.starts_with("shared:")) {
+        return Ok(());
+    }
+    // Mount points in mountinfo escape space, tab, newline and backslash as \ooo.
+    let mut point = fields[4].to_string();
+    for (esc, c) in [
+        ("\\040", " "),
+        ("\\011", "\t"),
+        ("\\012", "\n"),
+        ("\\134", "\\"),
+    ] {
+        point = point.replace(esc, c);
+    }
+    let point = CString::new(point).map_err(|_| Fail::msg("mount point with NUL", b""))?;
+    mount(
+        None::<&CStr>,
+        point.as_c_str(),
+        None::<&CStr>,
+        MsFlags::MS_PRIVATE,
+        None::<&CStr>,
+    )
+    .ctx(
+        "making the rootfs's parent mount private:",
+        point.to_bytes(),
+    )
 }
 
 fn cwd_fd() -> BorrowedFd<'static> {
