@@ -392,7 +392,8 @@ impl<'a> Rootfs<'a> {
                 };
                 let flags = m.opts.flags & !(libc::MS_BIND | libc::MS_REC);
                 if m.opts.tmpcopyup && fs == b"tmpfs" {
-                    return self.tmpcopyup(m, target, flags);
+                    self.tmpcopyup(m, target, flags)?;
+                    return self.after_mount(m);
                 }
                 mount(
                     Some(src.as_c_str()),
@@ -407,6 +408,14 @@ impl<'a> Rootfs<'a> {
                 }
             }
             MountKind::Cgroup(cg) => self.mount_cgroup(m, cg)?,
+        }
+        // Only procfs may cover /proc (CVE-2019-16884), whatever path led there.
+        if let (Ok(d), Ok(p)) = (self.open(&m.dest, 0), self.open(c"proc", 0)) {
+            if let (Ok(d), Ok(p)) = (fstat(d.as_fd()), fstat(p.as_fd())) {
+                if (d.st_dev, d.st_ino) == (p.st_dev, p.st_ino) {
+                    self.check_proc(c"proc")?;
+                }
+            }
         }
         self.after_mount(m)
     }
