@@ -128,10 +128,20 @@ fn setup(plan: &Plan, fds: &Inherited<'_>) -> Staged<(CString, Vec<CString>)> {
             .send_userns()
             .ctx("sync", b"")
             .stage(Stage::Namespaces)?;
+    }
+    if plan.ns.new_user || plan.cgroup_sync {
+        // The parent writes our id maps and/or moves us into the container's cgroup.
         match fds.chan.recv() {
             Ok(Some(Msg::Go)) => {}
-            _ => return Err((Stage::Namespaces, Fail::msg("waiting for id maps", b""))),
+            _ => {
+                return Err((
+                    Stage::Namespaces,
+                    Fail::msg("waiting for the parent to place us", b""),
+                ))
+            }
         }
+    }
+    if plan.ns.new_user {
         // We still carry the host's ids, unmapped here: become the namespace's root
         // so that files we create (mount targets, devices) get a mapped owner.
         let root_g = nix::unistd::Gid::from_raw(0);
@@ -141,6 +151,12 @@ fn setup(plan: &Plan, fds: &Inherited<'_>) -> Staged<(CString, Vec<CString>)> {
             .stage(Stage::Namespaces)?;
         nix::unistd::setresuid(root_u, root_u, root_u)
             .ctx("setresuid to the user namespace's root", b"")
+            .stage(Stage::Namespaces)?;
+    }
+    if plan.unshare_cgroupns {
+        // Now that we are in the container's cgroup, it becomes our namespace's root.
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
+            .ctx("unshare cgroup namespace", b"")
             .stage(Stage::Namespaces)?;
     }
     if let Some(v) = plan.process.oom_score_adj {

@@ -31,6 +31,8 @@ pub enum LaunchError {
     Sys(#[from] SysError),
     #[error(transparent)]
     Sync(#[from] SyncError),
+    #[error(transparent)]
+    Cgroup(#[from] crate::cgroups::CgroupError),
     #[error("{0}")]
     Usage(String),
 }
@@ -108,6 +110,26 @@ fn spawn(
         .open(&fifo_path)
         .at("opening", &fifo_path)?
         .into();
+    let cg = &plan.cgroup;
+    cg.create()?;
+    let r = spawn_in_cgroup(dir, plan, spec, o, &fifo);
+    if r.is_err() {
+        let _ = cg.destroy();
+    }
+    r
+}
+
+/// Everything after the cgroup exists: resources, clone, the sync steps, state.
+fn spawn_in_cgroup(
+    dir: &ContainerDir,
+    plan: &Plan,
+    spec: &Spec,
+    o: &CreateOptions,
+    fifo: &OwnedFd,
+) -> Result<(State, OwnedFd, Option<OwnedFd>), LaunchError> {
+    let cg = &plan.cgroup;
+    let none = oci_spec::runtime::LinuxResources::default();
+    cg.apply(plan.resources.as_ref().unwrap_or(&none), true)?;
     let host_proc: OwnedFd = fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
@@ -116,8 +138,15 @@ fn spawn(
         .into();
     let (parent_end, child_end) = sync::pair().op("socketpair")?;
     namespaces::enter_for_children(&plan.ns)?;
+    // On cgroup v2 the init is born in its cgroup; elsewhere the parent moves it.
+    let cgroup_fd = cg.clone_into_fd();
 
-    let cloned = match sys::clone3_fork(plan.ns.clone_flags, None).op("clone3")? {
+    let cloned = match sys::clone3_fork(
+        plan.ns.clone_flags,
+        cgroup_fd.as_ref().map(|f| f.as_raw_fd()),
+    )
+    .op("clone3")?
+    {
         None => {
             drop(parent_end);
             child::run(
@@ -139,17 +168,25 @@ fn spawn(
         let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
         e
     };
+    // Step 2 of the protocol: maps (after the child's UserNs) and the cgroup move, then Go.
+    let go = |maps: bool| -> Result<(), LaunchError> {
+        if maps {
+            namespaces::write_id_maps(pid, &plan.ns)?;
+        }
+        if plan.cgroup_sync {
+            cg.add_pid(pid)?;
+        }
+        parent_end.send_go().op("sync")?;
+        Ok(())
+    };
+    if plan.cgroup_sync && !plan.ns.new_user {
+        go(false).map_err(fail)?;
+    }
 
     let mut console = None;
     loop {
         match parent_end.recv() {
-            Ok(Some(Msg::UserNs)) => {
-                namespaces::write_id_maps(pid, &plan.ns).map_err(|e| fail(e.into()))?;
-                parent_end
-                    .send_go()
-                    .op("sync")
-                    .map_err(|e| fail(e.into()))?;
-            }
+            Ok(Some(Msg::UserNs)) => go(true).map_err(fail)?,
             Ok(Some(Msg::Console(m))) => {
                 if let Some(sock) = &o.console_socket {
                     terminal::send_to_socket(sock, m.as_fd()).map_err(|e| fail(e.into()))?;
@@ -195,6 +232,7 @@ fn spawn(
             .map(|a| a.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
             .unwrap_or_default(),
         shared_pidns: !plan.ns.has_pid,
+        cgroup: Some(cg.clone()),
     };
     dir.save(&st).map_err(|e| fail(e.into()))?;
     if let Some(p) = &o.pid_file {
@@ -239,7 +277,7 @@ pub fn start(dir: &ContainerDir) -> Result<State, LaunchError> {
                 "cannot start a container that has stopped".into(),
             ))
         }
-        Status::Running => {
+        Status::Running | Status::Paused => {
             return Err(LaunchError::Usage(
                 "cannot start an already running container".into(),
             ))
@@ -311,19 +349,27 @@ pub fn parse_signal(s: &str) -> Result<i32, String> {
         .map_err(|_| format!("unknown signal \"{s}\""))
 }
 
-/// `kill`: signal the init through a pidfd (a recycled pid is never signalled).
-pub fn kill(dir: &ContainerDir, sig: i32) -> Result<(), LaunchError> {
+/// `kill`: signal the init through a pidfd (a recycled pid is never signalled);
+/// with `all`, every process in the container's cgroup.
+pub fn kill(dir: &ContainerDir, sig: i32, all: bool) -> Result<(), LaunchError> {
     let st = dir.load()?;
     let pidfd = match dir.status(&st) {
         Status::Stopped => None,
         _ => state::open_init(&st),
     };
     let pidfd = pidfd.ok_or_else(|| LaunchError::Usage("container not running".into()))?;
+    if all {
+        if let Some(cg) = &st.cgroup {
+            cg.signal_all(sig)?;
+            return Ok(());
+        }
+    }
     sys::pidfd_send_signal(pidfd.as_fd(), sig).at("kill", format!("pid {}", st.pid))?;
     Ok(())
 }
 
-/// `delete`: refuse a running container unless forced; kill a created one; remove the state.
+/// `delete`: refuse a running container unless forced; kill a created one; remove
+/// the cgroup and the state.
 pub fn delete(dir: ContainerDir, force: bool) -> Result<(), LaunchError> {
     let st = match dir.load() {
         Ok(st) => st,
@@ -332,15 +378,25 @@ pub fn delete(dir: ContainerDir, force: bool) -> Result<(), LaunchError> {
         Err(e) => return Err(e.into()),
     };
     let status = dir.status(&st);
-    if status == Status::Running && !force {
+    if matches!(status, Status::Running | Status::Paused) && !force {
         return Err(LaunchError::Usage(format!(
-            "cannot delete container {} that is not stopped: running",
-            st.id
+            "cannot delete container {} that is not stopped: {}",
+            st.id,
+            status.as_str()
         )));
     }
     if status != Status::Stopped {
         if let Some(pidfd) = state::open_init(&st) {
+            if let Some(cg) = st.cgroup.as_ref().filter(|_| st.shared_pidns) {
+                // Without a pid namespace the init's death does not take the rest along.
+                cg.signal_all(libc::SIGKILL)?;
+            }
             let _ = sys::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL);
+            if status == Status::Paused {
+                if let Some(cg) = &st.cgroup {
+                    cg.freeze(false)?;
+                }
+            }
             wait_exit(&pidfd, Duration::from_secs(10)).map_err(|_| {
                 LaunchError::Usage(format!(
                     "container {} did not die within 10s of SIGKILL",
@@ -348,6 +404,18 @@ pub fn delete(dir: ContainerDir, force: bool) -> Result<(), LaunchError> {
                 ))
             })?;
         }
+    }
+    destroy(dir, &st)
+}
+
+/// Remove what a stopped container still has: leftover processes (shared pid
+/// namespace), its cgroup, its state dir.
+pub fn destroy(dir: ContainerDir, st: &State) -> Result<(), LaunchError> {
+    if let Some(cg) = &st.cgroup {
+        if st.shared_pidns && cg.pids().is_ok_and(|p| !p.is_empty()) {
+            cg.signal_all(libc::SIGKILL)?;
+        }
+        cg.destroy()?;
     }
     dir.remove()?;
     Ok(())

@@ -5,6 +5,7 @@
 #![deny(unsafe_code)]
 
 pub mod caps;
+pub mod cgroups;
 pub mod child;
 pub mod cli;
 pub mod devices;

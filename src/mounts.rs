@@ -58,7 +58,12 @@ pub struct PlanError {
 }
 
 /// Turn `mounts[]` into mount plans: options parsed, paths made C strings.
-pub fn plan(spec: &Spec, bundle: &Path, new_cgroupns: bool) -> Result<Vec<MountPlan>, PlanError> {
+pub fn plan(
+    spec: &Spec,
+    bundle: &Path,
+    new_cgroupns: bool,
+    cg: &crate::cgroups::Cgroup,
+) -> Result<Vec<MountPlan>, PlanError> {
     let mut out = Vec::new();
     for (index, m) in spec
         .mounts()
@@ -88,7 +93,7 @@ pub fn plan(spec: &Spec, bundle: &Path, new_cgroupns: bool) -> Result<Vec<MountP
                 src_is_dir: meta.is_dir(),
             }
         } else if typ == "cgroup" || typ == "cgroup2" {
-            MountKind::Cgroup(cgroup_plan(new_cgroupns).map_err(err)?)
+            MountKind::Cgroup(cgroup_plan(new_cgroupns, cg))
         } else {
             let src = m
                 .source()
@@ -118,98 +123,25 @@ pub fn plan(spec: &Spec, bundle: &Path, new_cgroupns: bool) -> Result<Vec<MountP
     Ok(out)
 }
 
-/// Our cgroup on each host hierarchy, from /proc/self/mountinfo and /proc/self/cgroup.
-fn cgroup_plan(new_cgroupns: bool) -> Result<CgroupMount, String> {
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
-        .map_err(|e| format!("reading /proc/self/mountinfo: {e}"))?;
-    let own = std::fs::read_to_string("/proc/self/cgroup")
-        .map_err(|e| format!("reading /proc/self/cgroup: {e}"))?;
-    let mut binds = Vec::new();
-    let mut v2_mount: Option<String> = None;
-    let mut v1 = false;
-    for line in mountinfo.lines() {
-        let Some((pre, post)) = line.split_once(" - ") else {
-            continue;
-        };
-        let pre: Vec<&str> = pre.split(' ').collect();
-        let post: Vec<&str> = post.split(' ').collect();
-        if pre.len() < 5 || post.len() < 3 {
-            continue;
-        }
-        let mnt = pre[4];
-        match post[0] {
-            "cgroup2" => v2_mount = Some(mnt.to_string()),
-            "cgroup" => {
-                v1 = true;
-                // The controllers are in the super options; name=systemd style too.
-                let ctrls: Vec<&str> = post[2]
-                    .split(',')
-                    .filter(|o| !matches!(*o, "rw" | "ro") && !o.contains('='))
-                    .chain(post[2].split(',').filter(|o| o.starts_with("name=")))
-                    .collect();
-                let Some(path) = own_cgroup(&own, &ctrls) else {
-                    continue;
-                };
-                let name = Path::new(mnt)
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                let src = format!("{mnt}{path}");
-                binds.push((
-                    CString::new(name).unwrap_or_default(),
-                    CString::new(src).unwrap_or_default(),
-                ));
+/// The container's own cgroup on each hierarchy, shown where the host has it.
+fn cgroup_plan(new_cgroupns: bool, cg: &crate::cgroups::Cgroup) -> CgroupMount {
+    use crate::cgroups::Mode;
+    let c = |p: &Path| cstring(p);
+    match cg.mode {
+        Mode::Unified if new_cgroupns => CgroupMount::Fresh2,
+        Mode::Unified => CgroupMount::Bind2(cg.unified.as_deref().map(c).unwrap_or_default()),
+        Mode::Hybrid | Mode::Legacy => {
+            let mut binds: Vec<(CString, CString)> = cg
+                .v1
+                .iter()
+                .map(|d| (CString::new(d.name.clone()).unwrap_or_default(), c(&d.path)))
+                .collect();
+            if let Some(u) = &cg.unified {
+                binds.push((c"unified".to_owned(), c(u)));
             }
-            _ => {}
+            CgroupMount::V1 { binds }
         }
     }
-    if v1 {
-        if let Some(m2) = v2_mount {
-            if let Some(path) = own_cgroup(&own, &[]) {
-                let name = Path::new(&m2)
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                binds.push((
-                    CString::new(name).unwrap_or_default(),
-                    CString::new(format!("{m2}{path}")).unwrap_or_default(),
-                ));
-            }
-        }
-        return Ok(CgroupMount::V1 { binds });
-    }
-    let Some(m2) = v2_mount else {
-        return Err("no cgroup hierarchy is mounted on the host".into());
-    };
-    if new_cgroupns {
-        return Ok(CgroupMount::Fresh2);
-    }
-    let path = own_cgroup(&own, &[]).unwrap_or_else(|| "/".into());
-    Ok(CgroupMount::Bind2(
-        CString::new(format!("{m2}{path}")).unwrap_or_default(),
-    ))
-}
-
-/// The path of our cgroup on the hierarchy with these controllers (empty: the unified one).
-fn own_cgroup(own: &str, ctrls: &[&str]) -> Option<String> {
-    for line in own.lines() {
-        let mut parts = line.splitn(3, ':');
-        let (_, list, path) = (parts.next()?, parts.next()?, parts.next()?);
-        let matches = if ctrls.is_empty() {
-            list.is_empty()
-        } else {
-            let have: Vec<&str> = list.split(',').collect();
-            !list.is_empty() && ctrls.iter().all(|c| have.contains(c))
-        };
-        if matches {
-            return Some(if path == "/" {
-                String::new()
-            } else {
-                path.to_string()
-            });
-        }
-    }
-    None
 }
 
 pub fn cstring(p: &Path) -> CString {
@@ -928,15 +860,5 @@ mod tests {
         assert_eq!(split_last(b"a/b/c"), (&b"a/b"[..], &b"c"[..]));
         assert_eq!(split_last(b"c"), (&b""[..], &b"c"[..]));
         assert_eq!(split_last(b"/a/"), (&b""[..], &b"a"[..]));
-    }
-
-    #[test]
-    fn own_cgroup_lookup() {
-        let own = "12:pids:/user.slice\n4:cpu,cpuacct:/a\n1:name=systemd:/s\n0::/u\n";
-        assert_eq!(own_cgroup(own, &["pids"]), Some("/user.slice".into()));
-        assert_eq!(own_cgroup(own, &["cpu", "cpuacct"]), Some("/a".into()));
-        assert_eq!(own_cgroup(own, &["name=systemd"]), Some("/s".into()));
-        assert_eq!(own_cgroup(own, &[]), Some("/u".into()));
-        assert_eq!(own_cgroup("0::/\n", &[]), Some(String::new()));
     }
 }

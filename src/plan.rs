@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use oci_spec::runtime::Spec;
 
 use crate::caps::{self, CapsPlan};
+use crate::cgroups::{self, Cgroup};
 use crate::devices::{self, DevicePlan};
 use crate::error::SysError;
 use crate::mounts::{self, MountPlan};
@@ -37,6 +38,14 @@ pub struct Plan {
     pub caps: Option<CapsPlan>,
     pub keyring: Option<CString>,
     pub preserve_fds: u32,
+    pub cgroup: Cgroup,
+    pub resources: Option<oci_spec::runtime::LinuxResources>,
+    /// The parent moves the init into its cgroup after clone (v1/hybrid; on v2
+    /// clone3 puts it there), and the init waits for that before going on.
+    pub cgroup_sync: bool,
+    /// Unshare the cgroup namespace after the move (instead of at clone), so the
+    /// container sees its own cgroup as "/".
+    pub unshare_cgroupns: bool,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -54,6 +63,8 @@ pub enum PlanError {
     Mount(#[from] mounts::PlanError),
     #[error(transparent)]
     Sys(#[from] SysError),
+    #[error("config.json: {0}")]
+    Cgroup(#[from] cgroups::CgroupError),
 }
 
 pub fn propagation_flags(s: &str) -> Option<libc::c_ulong> {
@@ -91,7 +102,19 @@ pub fn build(
             .unwrap_or(""),
     )
     .ok_or_else(|| invalid("linux.rootfsPropagation: unknown propagation".into()))?;
-    let mounts = mounts::plan(spec, bundle, ns.new_cgroup)?;
+    let cgroup = Cgroup::plan(
+        linux
+            .and_then(|l| l.cgroups_path().as_ref())
+            .and_then(|p| p.to_str()),
+        id,
+    )?;
+    let mounts = mounts::plan(spec, bundle, ns.new_cgroup, &cgroup)?;
+    let cgroup_sync = cgroup.mode != cgroups::Mode::Unified;
+    let mut ns = ns;
+    let unshare_cgroupns = cgroup_sync && ns.new_cgroup;
+    if unshare_cgroupns {
+        ns.clone_flags &= !(libc::CLONE_NEWCGROUP as u64);
+    }
     let process = match spec.process() {
         Some(p) => process::plan(p).map_err(invalid)?,
         None => {
@@ -174,6 +197,10 @@ pub fn build(
             .then(|| CString::new(format!("_ses.{id}")).unwrap_or_default()),
         preserve_fds: o.preserve_fds,
         ns,
+        cgroup,
+        resources: linux.and_then(|l| l.resources().clone()),
+        cgroup_sync,
+        unshare_cgroupns,
     })
 }
 

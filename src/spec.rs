@@ -86,6 +86,16 @@ fn decode_error(err: serde_path_to_error::Error<serde_json::Error>) -> SpecError
         Some(name) if field.starts_with("linux.namespaces[") && field.ends_with("].type") => {
             format!("unknown namespace {name:?}")
         }
+        // oci-spec says "no variant for CAP_FOO (converted to FOO)".
+        None if field.starts_with("process.capabilities.")
+            && msg.starts_with("no variant for ") =>
+        {
+            let name = msg["no variant for ".len()..]
+                .split(' ')
+                .next()
+                .unwrap_or_default();
+            format!("unknown capability {name:?}")
+        }
         _ => msg.to_string(),
     };
     invalid(field, msg)

@@ -38,6 +38,9 @@ pub struct State {
     /// The container has no pid namespace of its own (kill --all and delete must reach every process).
     #[serde(default)]
     pub shared_pidns: bool,
+    /// The container's cgroup paths, so that later commands never re-read config.json.
+    #[serde(default)]
+    pub cgroup: Option<crate::cgroups::Cgroup>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +48,7 @@ pub enum Status {
     Creating,
     Created,
     Running,
+    Paused,
     Stopped,
 }
 
@@ -54,6 +58,7 @@ impl Status {
             Status::Creating => "creating",
             Status::Created => "created",
             Status::Running => "running",
+            Status::Paused => "paused",
             Status::Stopped => "stopped",
         }
     }
@@ -209,6 +214,8 @@ impl ContainerDir {
             Status::Stopped
         } else if self.fifo().exists() {
             Status::Created
+        } else if st.cgroup.as_ref().is_some_and(|c| c.is_frozen()) {
+            Status::Paused
         } else {
             Status::Running
         }
@@ -334,6 +341,7 @@ mod tests {
             owner: "root".into(),
             annotations: BTreeMap::new(),
             shared_pidns: false,
+            cgroup: None,
         };
         c.save(&st).unwrap();
         assert_eq!(c.load().unwrap().pid, 1);

@@ -478,15 +478,15 @@ fn cgroup_namespace_shows_paths_from_its_root() {
     if !common::require_root() {
         return;
     }
-    // keel runs in a non-root pids cgroup, so a container without a cgroup
-    // namespace sees that path, and one with a namespace sees "/".
+    // keel runs in a non-root pids cgroup; the container gets its own cgroup
+    // (`/<id>` by default), which it sees by its full path without a cgroup
+    // namespace and as "/" with one.
     let cg = TempCgroup::new("cgns");
-    let name = cg.0.file_name().unwrap().to_str().unwrap().to_owned();
 
     let mut control = Bundle::new("cgns-without");
     let out = run_in_cgroup(&mut control, &cg, &["cat", "/proc/self/cgroup"]);
     let line = pids_line(&out);
-    assert!(line.ends_with(&format!("/{name}")), "{out}");
+    assert!(line.ends_with(&format!(":/{}", control.id)), "{out}");
 
     let mut b = Bundle::new("cgns-with");
     b.set("/linux/namespaces/-", json!({"type": "cgroup"}));

@@ -1,6 +1,7 @@
 //! The command line, with runc's commands, flags and messages. The only layer
 //! that speaks anyhow: it adds what the user asked for to the error chain.
 
+mod cgroup_cmds;
 mod run;
 
 use std::io::Write;
@@ -118,6 +119,31 @@ pub enum Cmd {
         #[arg(short = 'q', long)]
         quiet: bool,
     },
+    /// List the processes of a container
+    Ps {
+        #[arg(short = 'f', long, default_value = "table")]
+        format: String,
+        id: String,
+        /// Arguments for ps(1) (default -ef)
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        ps_args: Vec<String>,
+    },
+    /// Freeze every process of a container
+    Pause { id: String },
+    /// Thaw a paused container
+    Resume { id: String },
+    /// Change a running container's resource limits
+    Update(Box<cgroup_cmds::UpdateArgs>),
+    /// Print resource statistics and OOM events as JSON lines
+    Events {
+        id: String,
+        /// Print one stats event and exit
+        #[arg(long)]
+        stats: bool,
+        /// Time between stats events
+        #[arg(long, default_value = "5s")]
+        interval: String,
+    },
     /// Write a default config.json
     Spec {
         #[arg(short = 'b', long, default_value = ".")]
@@ -219,7 +245,7 @@ fn dispatch(root: &Path, systemd: bool, cmd: Cmd) -> Result<i32> {
             Ok(0)
         }
         Cmd::Start { id } => {
-            let dir = root.open(&id)?;
+            let dir = open_checked(&root, &id)?;
             launch::start(&dir).with_context(|| format!("starting container {id:?}"))?;
             Ok(0)
         }
@@ -238,11 +264,11 @@ fn dispatch(root: &Path, systemd: bool, cmd: Cmd) -> Result<i32> {
             out.flush()?;
             Ok(0)
         }
-        Cmd::Kill { id, signal, all: _ } => {
+        Cmd::Kill { id, signal, all } => {
             let sig = launch::parse_signal(signal.as_deref().unwrap_or("SIGTERM"))
                 .map_err(anyhow::Error::msg)?;
             let dir = open_checked(&root, &id)?;
-            launch::kill(&dir, sig)?;
+            launch::kill(&dir, sig, all)?;
             Ok(0)
         }
         Cmd::Delete { id, force } => {
@@ -259,6 +285,22 @@ fn dispatch(root: &Path, systemd: bool, cmd: Cmd) -> Result<i32> {
             Ok(0)
         }
         Cmd::List { format, quiet } => list(&root, &format, quiet),
+        Cmd::Ps {
+            format,
+            id,
+            ps_args,
+        } => cgroup_cmds::ps(&open_checked(&root, &id)?, &format, &ps_args),
+        Cmd::Pause { id } => cgroup_cmds::pause(&open_checked(&root, &id)?, true),
+        Cmd::Resume { id } => cgroup_cmds::pause(&open_checked(&root, &id)?, false),
+        Cmd::Update(a) => {
+            let dir = open_checked(&root, &a.id)?;
+            cgroup_cmds::update(&dir, &a)
+        }
+        Cmd::Events {
+            id,
+            stats,
+            interval,
+        } => cgroup_cmds::events(&open_checked(&root, &id)?, stats, &interval),
         Cmd::Spec { bundle, rootless } => {
             let path = bundle.join("config.json");
             if path.exists() {
@@ -320,6 +362,8 @@ fn list(root: &Root, format: &str, quiet: bool) -> Result<i32> {
             Status::Stopped
         } else if root.dir_of(&id).join(state::FIFO).exists() {
             Status::Created
+        } else if st.cgroup.as_ref().is_some_and(|c| c.is_frozen()) {
+            Status::Paused
         } else {
             Status::Running
         };

@@ -50,6 +50,7 @@ pub fn run(root: &Root, a: &CreateArgs, detach: bool, keep: bool) -> Result<i32>
     let started = launch::start(&c.dir).with_context(|| format!("starting container {:?}", a.id));
     let pid = c.state.pid;
     let dir_path = c.dir.path.clone();
+    let cgroup = c.state.cgroup.clone();
     let launch::Created {
         dir,
         pidfd,
@@ -61,6 +62,9 @@ pub fn run(root: &Root, a: &CreateArgs, detach: bool, keep: bool) -> Result<i32>
     if let Err(e) = started {
         let _ = sys::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL);
         let _ = waitpid(Pid::from_raw(pid), None);
+        if let Some(cg) = &cgroup {
+            let _ = cg.destroy();
+        }
         let _ = std::fs::remove_dir_all(&dir_path);
         return Err(e);
     }
@@ -68,7 +72,9 @@ pub fn run(root: &Root, a: &CreateArgs, detach: bool, keep: bool) -> Result<i32>
     let code = forward(pid, &pidfd, console, &mask)?;
     if !keep {
         if let Ok(dir) = root.open(&a.id) {
-            let _ = dir.remove();
+            if let Ok(st) = dir.load() {
+                launch::destroy(dir, &st)?;
+            }
         }
     }
     Ok(code)

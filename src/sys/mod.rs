@@ -2,6 +2,8 @@
 //! neither `nix` nor `std` cover. Each returns `Errno`; callers add the
 //! operation and the path (see [`crate::error::At`]).
 
+pub mod bpf;
+
 use std::ffi::CStr;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
