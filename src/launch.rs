@@ -234,6 +234,11 @@ fn spawn_in_cgroup(
         shared_pidns: !plan.ns.has_pid,
         cgroup: Some(cg.clone()),
     };
+    // `exec` takes its defaults (user, caps, env, rlimits...) from the container's process.
+    if let Some(p) = spec.process() {
+        dir.save_json(state::PROCESS_FILE, p)
+            .map_err(|e| fail(e.into()))?;
+    }
     dir.save(&st).map_err(|e| fail(e.into()))?;
     if let Some(p) = &o.pid_file {
         write_pid_file(p, pid).map_err(|e| fail(e.into()))?;

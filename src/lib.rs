@@ -10,6 +10,7 @@ pub mod child;
 pub mod cli;
 pub mod devices;
 pub mod error;
+pub mod exec;
 pub mod launch;
 pub mod logging;
 pub mod mountopts;

@@ -19,6 +19,8 @@ use crate::error::{At, SysError};
 pub const DEFAULT_ROOT: &str = "/run/keel";
 pub const STATE_FILE: &str = "state.json";
 pub const FIFO: &str = "exec.fifo";
+/// The container's `process` from config.json: `exec`'s defaults.
+pub const PROCESS_FILE: &str = "process.json";
 
 /// What keel records about a container (its own format, not the OCI state).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -181,6 +183,24 @@ impl ContainerDir {
             std::io::ErrorKind::NotFound => StateError::NotExist(self.id.clone()),
             _ => Err::<(), _>(e).at("reading", &p).unwrap_err().into(),
         })?;
+        serde_json::from_slice(&data).map_err(|e| StateError::Corrupt {
+            id: self.id.clone(),
+            msg: format!("{}: {e}", p.display()),
+        })
+    }
+
+    /// Write `name` in the state dir as JSON (temp file, then rename).
+    pub fn save_json<T: Serialize>(&self, name: &str, v: &T) -> Result<(), StateError> {
+        let tmp = self.path.join(format!(".{name}.tmp"));
+        let data = serde_json::to_vec(v).expect("serialisable");
+        fs::write(&tmp, data).at("writing", &tmp)?;
+        fs::rename(&tmp, self.path.join(name)).at("renaming", &tmp)?;
+        Ok(())
+    }
+
+    pub fn load_json<T: serde::de::DeserializeOwned>(&self, name: &str) -> Result<T, StateError> {
+        let p = self.path.join(name);
+        let data = fs::read(&p).at("reading", &p)?;
         serde_json::from_slice(&data).map_err(|e| StateError::Corrupt {
             id: self.id.clone(),
             msg: format!("{}: {e}", p.display()),

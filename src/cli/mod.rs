@@ -4,6 +4,21 @@
 mod cgroup_cmds;
 mod run;
 
+/// For `exec` in the foreground: the same signal and terminal handling as `run`.
+pub(crate) fn block_forwarded_signals() -> nix::sys::signal::SigSet {
+    run::block_forwarded_signals().0
+}
+
+pub(crate) fn forward_exec(
+    pid: i32,
+    pidfd: &std::os::fd::OwnedFd,
+    console: Option<std::os::fd::OwnedFd>,
+    mask: &nix::sys::signal::SigSet,
+) -> Result<i32> {
+    let _ = nix::sys::prctl::set_child_subreaper(true);
+    run::forward(pid, pidfd, console, mask)
+}
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -74,6 +89,59 @@ pub struct CreateArgs {
     pub pidfd_socket: Option<PathBuf>,
 }
 
+#[derive(clap::Args, Debug)]
+pub struct ExecArgs {
+    /// Container id
+    pub id: String,
+    /// The command and its arguments
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub args: Vec<String>,
+    /// process.json with the whole process ("-" for stdin)
+    #[arg(short = 'p', long)]
+    pub process: Option<PathBuf>,
+    /// Allocate a pseudo-terminal
+    #[arg(short = 't', long)]
+    pub tty: bool,
+    #[arg(long = "console-socket")]
+    pub console_socket: Option<PathBuf>,
+    /// Do not wait for the process
+    #[arg(short = 'd', long)]
+    pub detach: bool,
+    #[arg(long = "pid-file")]
+    pub pid_file: Option<PathBuf>,
+    /// Working directory in the container
+    #[arg(long)]
+    pub cwd: Option<String>,
+    /// Extra environment (NAME=value), repeatable
+    #[arg(short = 'e', long = "env")]
+    pub env: Vec<String>,
+    /// uid[:gid]
+    #[arg(short = 'u', long)]
+    pub user: Option<String>,
+    /// Additional gids, repeatable
+    #[arg(short = 'g', long = "additional-gids")]
+    pub additional_gids: Vec<u32>,
+    /// Add a capability, repeatable
+    #[arg(short = 'c', long = "cap")]
+    pub cap: Vec<String>,
+    #[arg(long = "no-new-privs")]
+    pub no_new_privs: bool,
+    /// AppArmor profile (not supported yet)
+    #[arg(long)]
+    pub apparmor: Option<String>,
+    /// SELinux label (not supported yet)
+    #[arg(long = "process-label")]
+    pub process_label: Option<String>,
+    #[arg(long = "preserve-fds", default_value_t = 0)]
+    pub preserve_fds: u32,
+    /// Exec even if the container is paused
+    #[arg(long = "ignore-paused")]
+    pub ignore_paused: bool,
+    /// Send a pidfd of the process to this socket (not supported yet)
+    #[arg(long = "pidfd-socket")]
+    pub pidfd_socket: Option<PathBuf>,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum Cmd {
     /// Create a container (it waits for `start`)
@@ -94,6 +162,8 @@ pub enum Cmd {
         #[arg(long = "no-subreaper")]
         no_subreaper: bool,
     },
+    /// Run a process in a running container
+    Exec(Box<ExecArgs>),
     /// Print a container's state
     State { id: String },
     /// Send a signal to a container's init (default SIGTERM)
@@ -220,7 +290,7 @@ pub fn main() -> i32 {
         let _ = Cli::command().print_help();
         return 1;
     };
-    let fail_code = if matches!(cmd, Cmd::Run { .. }) {
+    let fail_code = if matches!(cmd, Cmd::Run { .. } | Cmd::Exec(_)) {
         255
     } else {
         1
@@ -255,6 +325,7 @@ fn dispatch(root: &Path, systemd: bool, cmd: Cmd) -> Result<i32> {
             keep,
             no_subreaper: _,
         } => run::run(&root, &a, detach, keep),
+        Cmd::Exec(a) => exec(&root, &a),
         Cmd::State { id } => {
             let dir = open_checked(&root, &id)?;
             let st = dir.load()?;
@@ -315,6 +386,41 @@ fn dispatch(root: &Path, systemd: bool, cmd: Cmd) -> Result<i32> {
             Ok(0)
         }
     }
+}
+
+fn exec(root: &Root, a: &ExecArgs) -> Result<i32> {
+    if a.apparmor.is_some() || a.process_label.is_some() || a.pidfd_socket.is_some() {
+        bail!("--apparmor, --process-label and --pidfd-socket are not supported yet");
+    }
+    let dir = open_checked(root, &a.id)?;
+    let process = match &a.process {
+        Some(p) => crate::exec::load_process(p).map_err(anyhow::Error::msg)?,
+        None => {
+            let base: oci_spec::runtime::Process = dir.load_json(state::PROCESS_FILE)?;
+            let flags = crate::exec::ProcessFlags {
+                args: a.args.clone(),
+                tty: a.tty,
+                cwd: a.cwd.clone(),
+                env: a.env.clone(),
+                user: a.user.clone(),
+                additional_gids: a.additional_gids.clone(),
+                caps: a.cap.clone(),
+                no_new_privs: a.no_new_privs,
+            };
+            crate::exec::process_from_flags(&base, &flags).map_err(anyhow::Error::msg)?
+        }
+    };
+    let o = crate::exec::ExecOptions {
+        detach: a.detach,
+        pid_file: a.pid_file.clone(),
+        console_socket: a.console_socket.clone(),
+        preserve_fds: a.preserve_fds,
+        ignore_paused: a.ignore_paused,
+    };
+    // The lock is released first: other commands may act on the container while this one lives.
+    let code = crate::exec::exec(dir, &process, &o)
+        .with_context(|| format!("exec in container {:?}", a.id))?;
+    Ok(code)
 }
 
 fn open_checked(root: &Root, id: &str) -> Result<state::ContainerDir> {

@@ -21,21 +21,7 @@ pub fn run(root: &Root, a: &CreateArgs, detach: bool, keep: bool) -> Result<i32>
         launch::start(&c.dir).with_context(|| format!("starting container {:?}", a.id))?;
         return Ok(0);
     }
-    // Block the signals we forward before the clone, so none is lost; the
-    // child unblocks everything just before exec.
-    let mut mask = SigSet::all();
-    mask.remove(Signal::SIGKILL);
-    mask.remove(Signal::SIGSTOP);
-    for s in [
-        Signal::SIGSEGV,
-        Signal::SIGBUS,
-        Signal::SIGILL,
-        Signal::SIGFPE,
-    ] {
-        mask.remove(s);
-    }
-    let mut old = SigSet::empty();
-    nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), Some(&mut old))?;
+    let (mask, old) = block_forwarded_signals();
     let _ = nix::sys::prctl::set_child_subreaper(true);
 
     let keep_console = a.console_socket.is_none();
@@ -80,8 +66,32 @@ pub fn run(root: &Root, a: &CreateArgs, detach: bool, keep: bool) -> Result<i32>
     Ok(code)
 }
 
+/// Block the signals we forward before the clone, so none is lost; the child
+/// unblocks everything just before exec. Returns (blocked, previous mask).
+pub(crate) fn block_forwarded_signals() -> (SigSet, SigSet) {
+    let mut mask = SigSet::all();
+    mask.remove(Signal::SIGKILL);
+    mask.remove(Signal::SIGSTOP);
+    for s in [
+        Signal::SIGSEGV,
+        Signal::SIGBUS,
+        Signal::SIGILL,
+        Signal::SIGFPE,
+    ] {
+        mask.remove(s);
+    }
+    let mut old = SigSet::empty();
+    let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), Some(&mut old));
+    (mask, old)
+}
+
 /// The foreground loop: returns the exit code (128+signal when signalled).
-fn forward(pid: i32, pidfd: &OwnedFd, console: Option<OwnedFd>, mask: &SigSet) -> Result<i32> {
+pub(crate) fn forward(
+    pid: i32,
+    pidfd: &OwnedFd,
+    console: Option<OwnedFd>,
+    mask: &SigSet,
+) -> Result<i32> {
     let sfd = SignalFd::with_flags(mask, SfdFlags::SFD_CLOEXEC)?;
     let _raw = console.as_ref().and_then(|_| terminal::RawMode::enter());
     if let Some(m) = &console {

@@ -1,0 +1,458 @@
+//! `exec`: start another process in a running container. The parent opens the
+//! init's namespaces and root, joins the pid and time namespaces for its child
+//! (setns only affects children there, so one clone is enough), clones into the
+//! container's cgroup, and the child joins the rest, switches user and execs.
+//!
+//! | step | child                              | parent                                   |
+//! |------|------------------------------------|------------------------------------------|
+//! | 1    |                                 <- | `Go` once the child is in the cgroup (v1/hybrid; v2 clones into it) |
+//! | 2    | `Console(fd)` (tty only) ->        | relays it, or sends it to --console-socket |
+//! | 3    | `Ready` -> then execve             |                                          |
+//! | 4    | EOF (exec succeeded) or `Error` -> | pid file (detach) or wait and return the status |
+
+use std::ffi::CString;
+use std::fs;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::{LinuxCapabilities, Process};
+
+use crate::caps::{self, CapsPlan};
+use crate::cgroups::Cgroup;
+use crate::child::{Ctx, Fail};
+use crate::error::{At, Stage};
+use crate::launch::LaunchError;
+use crate::process::{self, ProcessPlan};
+use crate::state::{self, ContainerDir, Status};
+use crate::sync::{self, Channel, Msg, SyncError};
+use crate::{sys, terminal};
+
+/// What the caller asked for beyond the process itself.
+#[derive(Debug, Default, Clone)]
+pub struct ExecOptions {
+    pub detach: bool,
+    pub pid_file: Option<PathBuf>,
+    pub console_socket: Option<PathBuf>,
+    pub preserve_fds: u32,
+    pub ignore_paused: bool,
+}
+
+/// Flags that build the process when no `--process` file is given (runc's rules:
+/// the container's own process supplies what a flag does not).
+#[derive(Debug, Default, Clone)]
+pub struct ProcessFlags {
+    pub args: Vec<String>,
+    pub tty: bool,
+    pub cwd: Option<String>,
+    pub env: Vec<String>,
+    pub user: Option<String>,
+    pub additional_gids: Vec<u32>,
+    pub caps: Vec<String>,
+    pub no_new_privs: bool,
+}
+
+/// Build the exec'd process from the flags and the container's saved process.
+pub fn process_from_flags(base: &Process, f: &ProcessFlags) -> Result<Process, String> {
+    if f.args.is_empty() {
+        return Err("exec needs a command (or --process)".into());
+    }
+    let mut p = base.clone();
+    p.set_args(Some(f.args.clone()));
+    p.set_terminal(Some(f.tty));
+    p.set_console_size(None);
+    if let Some(cwd) = &f.cwd {
+        p.set_cwd(PathBuf::from(cwd));
+    }
+    let mut env = base.env().clone().unwrap_or_default();
+    env.extend(f.env.iter().cloned());
+    p.set_env(Some(env));
+    let mut user = base.user().clone();
+    if let Some(u) = &f.user {
+        let (uid, gid) = match u.split_once(':') {
+            Some((a, b)) => (a, Some(b)),
+            None => (u.as_str(), None),
+        };
+        user.set_uid(
+            uid.parse()
+                .map_err(|_| format!("--user: invalid uid {uid:?}"))?,
+        );
+        if let Some(g) = gid {
+            user.set_gid(
+                g.parse()
+                    .map_err(|_| format!("--user: invalid gid {g:?}"))?,
+            );
+        }
+    }
+    if !f.additional_gids.is_empty() {
+        user.set_additional_gids(Some(f.additional_gids.clone()));
+    }
+    p.set_user(user);
+    if !f.caps.is_empty() {
+        let mut c = base.capabilities().clone().unwrap_or_default();
+        let extra: Vec<String> = f.caps.clone();
+        let add = |set: &Option<oci_spec::runtime::Capabilities>| -> Result<oci_spec::runtime::Capabilities, String> {
+            let mut s = set.clone().unwrap_or_default();
+            for name in &extra {
+                let cap: oci_spec::runtime::Capability = serde_json::from_value(serde_json::Value::from(name.as_str()))
+                    .map_err(|_| format!("--cap: unknown capability {name:?}"))?;
+                s.insert(cap);
+            }
+            Ok(s)
+        };
+        let new = LinuxCapabilities::default();
+        let mut new = new;
+        new.set_bounding(Some(add(c.bounding())?));
+        new.set_effective(Some(add(c.effective())?));
+        new.set_permitted(Some(add(c.permitted())?));
+        new.set_inheritable(c.inheritable().clone());
+        new.set_ambient(Some(add(c.ambient())?));
+        c = new;
+        p.set_capabilities(Some(c));
+    }
+    if f.no_new_privs {
+        p.set_no_new_privileges(Some(true));
+    }
+    Ok(p)
+}
+
+/// A namespace of the init to join (only those that differ from ours).
+struct NsJoin {
+    fd: OwnedFd,
+    flag: nix::sched::CloneFlags,
+    name: &'static str,
+}
+
+struct ExecPlan {
+    process: ProcessPlan,
+    caps: Option<CapsPlan>,
+    joins: Vec<NsJoin>,
+    root: OwnedFd,
+    cgroup_sync: bool,
+    new_user: bool,
+    preserve_fds: u32,
+}
+
+const NS_ORDER: [(&str, libc::c_int); 8] = [
+    ("user", libc::CLONE_NEWUSER),
+    ("ipc", libc::CLONE_NEWIPC),
+    ("uts", libc::CLONE_NEWUTS),
+    ("net", libc::CLONE_NEWNET),
+    ("cgroup", libc::CLONE_NEWCGROUP),
+    ("mnt", libc::CLONE_NEWNS),
+    ("pid", libc::CLONE_NEWPID),
+    ("time", sys::CLONE_NEWTIME),
+];
+
+fn ns_differs(pid: i32, name: &str) -> bool {
+    let theirs = fs::metadata(format!("/proc/{pid}/ns/{name}"));
+    let ours = fs::metadata(format!("/proc/self/ns/{name}"));
+    use std::os::unix::fs::MetadataExt;
+    match (theirs, ours) {
+        (Ok(t), Ok(o)) => (t.dev(), t.ino()) != (o.dev(), o.ino()),
+        _ => false,
+    }
+}
+
+/// `exec`: returns the exit code (foreground) or 0 (detached).
+pub fn exec(dir: ContainerDir, process: &Process, o: &ExecOptions) -> Result<i32, LaunchError> {
+    let st = dir.load()?;
+    match dir.status(&st) {
+        Status::Running | Status::Created => {}
+        Status::Paused if o.ignore_paused => {}
+        Status::Paused => {
+            return Err(LaunchError::Usage(
+                "cannot exec in a paused container (use --ignore-paused to override)".into(),
+            ))
+        }
+        _ => {
+            return Err(LaunchError::Usage(
+                "cannot exec in a stopped container".into(),
+            ))
+        }
+    }
+    let init =
+        state::open_init(&st).ok_or_else(|| LaunchError::Usage("container not running".into()))?;
+    let pplan = process::plan(process).map_err(LaunchError::Usage)?;
+    if pplan.terminal && o.console_socket.is_none() && o.detach {
+        return Err(LaunchError::Usage(
+            "cannot allocate tty if keel will detach without setting console socket".into(),
+        ));
+    }
+    if !pplan.terminal && o.console_socket.is_some() {
+        return Err(LaunchError::Usage(
+            "cannot use console socket if keel will not detach or allocate tty".into(),
+        ));
+    }
+    let caps = match process.capabilities() {
+        Some(c) => Some(caps::plan(c).map_err(LaunchError::Usage)?),
+        None => None,
+    };
+    let mut joins = Vec::new();
+    let mut parent_joins = Vec::new();
+    for (name, flag) in NS_ORDER {
+        if !ns_differs(st.pid, name) {
+            continue;
+        }
+        let path = format!("/proc/{}/ns/{name}", st.pid);
+        let fd: OwnedFd = fs::File::open(&path).at("opening namespace", &path)?.into();
+        let j = NsJoin {
+            fd,
+            flag: nix::sched::CloneFlags::from_bits_retain(flag),
+            name,
+        };
+        if name == "pid" || name == "time" {
+            parent_joins.push(j);
+        } else {
+            joins.push(j);
+        }
+    }
+    let root_path = format!("/proc/{}/root", st.pid);
+    let root: OwnedFd = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
+        .open(&root_path)
+        .at("opening", &root_path)?
+        .into();
+    // The init must still be the same process now that we hold its namespaces.
+    if !state::is_alive(st.pid, st.start_time) {
+        return Err(LaunchError::Usage("container not running".into()));
+    }
+    let cg: Option<&Cgroup> = st.cgroup.as_ref();
+    let plan = ExecPlan {
+        new_user: joins.iter().any(|j| j.name == "user"),
+        process: pplan,
+        caps,
+        joins,
+        root,
+        cgroup_sync: cg.is_some_and(|c| c.clone_into_fd().is_none()),
+        preserve_fds: o.preserve_fds,
+    };
+    drop(init);
+    // Holding the lock for the process's lifetime would block `kill`, `state`, `delete`.
+    drop(dir);
+
+    let mask = (!o.detach).then(crate::cli::block_forwarded_signals);
+    let (parent_end, child_end) = sync::pair().op("socketpair")?;
+    for j in &parent_joins {
+        nix::sched::setns(j.fd.as_fd(), j.flag).at(
+            "joining namespace",
+            format!("/proc/{}/ns/{}", st.pid, j.name),
+        )?;
+    }
+    let cgroup_fd = cg.and_then(|c| c.clone_into_fd());
+    let cloned =
+        match sys::clone3_fork(0, cgroup_fd.as_ref().map(|f| f.as_raw_fd())).op("clone3")? {
+            None => {
+                drop(parent_end);
+                child(&plan, &child_end)
+            }
+            Some(c) => c,
+        };
+    drop(child_end);
+    let pid = cloned.pid;
+    let kill = |e: LaunchError| {
+        let _ = sys::pidfd_send_signal(cloned.pidfd.as_fd(), libc::SIGKILL);
+        let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+        e
+    };
+    if plan.cgroup_sync {
+        if let Some(c) = cg {
+            c.add_pid(pid).map_err(|e| kill(e.into()))?;
+        }
+        parent_end
+            .send_go()
+            .op("sync")
+            .map_err(|e| kill(e.into()))?;
+    }
+    let console = wait_started(&parent_end, o).map_err(kill)?;
+    if o.detach {
+        if let Some(p) = &o.pid_file {
+            crate::launch::write_pid_file(p, pid).map_err(|e| kill(e.into()))?;
+        }
+        return Ok(0);
+    }
+    if let Some(p) = &o.pid_file {
+        crate::launch::write_pid_file(p, pid).map_err(|e| kill(e.into()))?;
+    }
+    let mask = mask.expect("foreground blocks signals");
+    crate::cli::forward_exec(pid, &cloned.pidfd, console, &mask)
+        .map_err(|e| LaunchError::Usage(format!("{e:#}")))
+}
+
+/// Until the child has exec'd: console, Ready, then EOF (success) or Error.
+fn wait_started(ch: &Channel, o: &ExecOptions) -> Result<Option<OwnedFd>, LaunchError> {
+    let mut console = None;
+    let mut ready = false;
+    loop {
+        match ch.recv().map_err(|e| LaunchError::Sync(SyncError::Io(e)))? {
+            Some(Msg::Console(m)) => match &o.console_socket {
+                Some(sock) => terminal::send_to_socket(sock, m.as_fd())?,
+                None => console = Some(m),
+            },
+            Some(Msg::Ready) => ready = true,
+            Some(Msg::Error(e)) => return Err(SyncError::Child(e).into()),
+            // The channel is close-on-exec: EOF after Ready means execve succeeded.
+            None if ready => return Ok(console),
+            None => return Err(SyncError::Died("started").into()),
+            Some(_) => {
+                return Err(LaunchError::Sync(SyncError::Unexpected {
+                    got: "message",
+                    want: "ready",
+                }))
+            }
+        }
+    }
+}
+
+/// The exec'd process between clone and execve. Never returns.
+fn child(plan: &ExecPlan, ch: &Channel) -> ! {
+    match child_setup(plan, ch) {
+        Ok((exe, env)) => {
+            if let Err(e) = sys::cloexec_from(3 + plan.preserve_fds) {
+                report(ch, Stage::Exec, Fail::new("close_range", b"", e));
+            }
+            if ch.send_ready().is_err() {
+                sys::exit_now(1);
+            }
+            sys::reset_signals();
+            let argv = process::ptrs(&plan.process.args);
+            let envp = process::ptrs(&env);
+            let e = sys::execve(&exe, &argv, &envp);
+            report(ch, Stage::Exec, Fail::new("exec", exe.as_bytes(), e))
+        }
+        Err((stage, f)) => report(ch, stage, f),
+    }
+}
+
+fn report(ch: &Channel, stage: Stage, f: Fail) -> ! {
+    ch.send_error(stage, f.op, &f.path, f.errno);
+    sys::exit_now(1)
+}
+
+type Staged<T> = Result<T, (Stage, Fail)>;
+
+fn at<T>(r: Result<T, Fail>, s: Stage) -> Staged<T> {
+    r.map_err(|f| (s, f))
+}
+
+fn child_setup(plan: &ExecPlan, ch: &Channel) -> Staged<(CString, Vec<CString>)> {
+    use nix::sys::prctl;
+    let _ = prctl::set_name(c"keel:[exec]");
+    at(
+        prctl::set_dumpable(false).ctx("prctl(PR_SET_DUMPABLE)", b""),
+        Stage::Namespaces,
+    )?;
+    for j in &plan.joins {
+        at(
+            nix::sched::setns(j.fd.as_fd(), j.flag).ctx("setns", j.name.as_bytes()),
+            Stage::Namespaces,
+        )?;
+    }
+    if plan.cgroup_sync {
+        match ch.recv() {
+            Ok(Some(Msg::Go)) => {}
+            _ => {
+                return Err((
+                    Stage::Namespaces,
+                    Fail::msg("waiting for the cgroup move", b""),
+                ))
+            }
+        }
+    }
+    // The init's root (also right for --no-pivot containers, which chroot).
+    at(
+        nix::unistd::fchdir(plan.root.as_fd()).ctx("chdir to the container's root", b""),
+        Stage::PivotRoot,
+    )?;
+    at(
+        nix::unistd::chroot(c".").ctx("chroot", b"."),
+        Stage::PivotRoot,
+    )?;
+    at(
+        nix::unistd::chdir(c"/").ctx("chdir", b"/"),
+        Stage::PivotRoot,
+    )?;
+    at(
+        nix::unistd::setsid().map(drop).ctx("setsid", b""),
+        Stage::Terminal,
+    )?;
+    if plan.process.terminal {
+        let c = at(open_pty(plan.process.console_size), Stage::Terminal)?;
+        at(terminal::become_console(&c), Stage::Terminal)?;
+        at(
+            ch.send_console(c.master.as_fd())
+                .ctx("sending pty master", b""),
+            Stage::Terminal,
+        )?;
+    }
+    at(process::set_rlimits(&plan.process), Stage::Process)?;
+    if plan.process.no_new_privs {
+        at(
+            prctl::set_no_new_privs().ctx("prctl(PR_SET_NO_NEW_PRIVS)", b""),
+            Stage::Identity,
+        )?;
+    }
+    if let Some(c) = &plan.caps {
+        at(caps::drop_bounding(c), Stage::Identity)?;
+        at(caps::keep_across_setuid(true), Stage::Identity)?;
+    }
+    let early_cwd = process::enter_cwd(&plan.process);
+    at(
+        process::switch_user(&plan.process, !plan.new_user),
+        Stage::Identity,
+    )?;
+    if let Some(c) = &plan.caps {
+        at(caps::keep_across_setuid(false), Stage::Identity)?;
+        at(caps::apply(c), Stage::Identity)?;
+    }
+    at(
+        prctl::set_dumpable(false).ctx("prctl(PR_SET_DUMPABLE)", b""),
+        Stage::Identity,
+    )?;
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(
+        plan.process.umask as libc::mode_t,
+    ));
+    if early_cwd.is_err() {
+        at(process::enter_cwd(&plan.process), Stage::Process)?;
+    }
+    let exe = at(process::find_executable(&plan.process), Stage::Exec)?.to_owned();
+    let mut env = plan.process.env.clone();
+    if plan.process.needs_home {
+        env.push(process::home_env(plan.process.uid));
+    }
+    Ok((exe, env))
+}
+
+/// A pty from the container's own devpts (we are chrooted into the container).
+fn open_pty(size: Option<(u16, u16)>) -> Result<terminal::Console, Fail> {
+    let master = sys::openat2(
+        nix::fcntl::AT_FDCWD,
+        c"/dev/pts/ptmx",
+        libc::O_RDWR | libc::O_NOCTTY,
+        0,
+        sys::RESOLVE_IN_ROOT | sys::RESOLVE_NO_MAGICLINKS | sys::RESOLVE_NO_SYMLINKS,
+    )
+    .ctx("opening", b"/dev/pts/ptmx")?;
+    sys::unlock_pty(master.as_fd()).ctx("unlockpt", b"/dev/pts/ptmx")?;
+    let peer = sys::open_pty_peer(master.as_fd()).ctx("opening pty peer", b"/dev/pts/ptmx")?;
+    if let Some((rows, cols)) = size {
+        sys::set_winsize(master.as_fd(), rows, cols).ctx("setting console size", b"")?;
+    }
+    Ok(terminal::Console { master, peer })
+}
+
+/// Load `--process FILE` (or `-` for stdin), naming the field on a type error.
+pub fn load_process(path: &Path) -> Result<Process, String> {
+    let text = if path.as_os_str() == "-" {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
+            .map_err(|e| format!("reading stdin: {e}"))?;
+        s
+    } else {
+        fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?
+    };
+    let de = &mut serde_json::Deserializer::from_str(&text);
+    serde_path_to_error::deserialize(de)
+        .map_err(|e| format!("{}: {}: {}", path.display(), e.path(), e.inner()))
+}
