@@ -43,6 +43,9 @@ pub struct State {
     /// The container's cgroup paths, so that later commands never re-read config.json.
     #[serde(default)]
     pub cgroup: Option<crate::cgroups::Cgroup>,
+    /// The poststart and poststop hooks (only those), for `start` and `delete`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hooks: Option<oci_spec::runtime::Hooks>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -297,25 +300,43 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (y, m, d)
 }
 
-/// The OCI state document that `keel state` prints (runc's field order).
-pub fn oci_state(st: &State, status: Status) -> serde_json::Value {
-    let mut m = serde_json::Map::new();
-    m.insert("ociVersion".into(), st.oci_version.clone().into());
-    m.insert("id".into(), st.id.clone().into());
-    let pid = if status == Status::Stopped { 0 } else { st.pid };
-    m.insert("pid".into(), pid.into());
-    m.insert("status".into(), status.as_str().into());
-    m.insert("bundle".into(), st.bundle.to_string_lossy().into());
-    m.insert("rootfs".into(), st.rootfs.to_string_lossy().into());
-    m.insert("created".into(), st.created.clone().into());
-    if !st.annotations.is_empty() {
-        m.insert(
-            "annotations".into(),
-            serde_json::to_value(&st.annotations).unwrap_or_default(),
-        );
+/// The OCI state document that `keel state` prints, in runc's field order.
+#[derive(Serialize)]
+pub struct OciState<'a> {
+    #[serde(rename = "ociVersion")]
+    oci_version: &'a str,
+    id: &'a str,
+    pid: i32,
+    status: &'static str,
+    bundle: &'a Path,
+    rootfs: &'a Path,
+    created: &'a str,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    annotations: &'a BTreeMap<String, String>,
+    owner: &'a str,
+}
+
+impl<'a> OciState<'a> {
+    /// `list` shows who owns the container, as runc's does.
+    pub fn with_owner(mut self, owner: &'a str) -> Self {
+        self.owner = owner;
+        self
     }
-    m.insert("owner".into(), st.owner.clone().into());
-    serde_json::Value::Object(m)
+}
+
+/// runc leaves `owner` empty in `state` (its `list` fills it from the dir's uid).
+pub fn oci_state(st: &State, status: Status) -> OciState<'_> {
+    OciState {
+        oci_version: &st.oci_version,
+        id: &st.id,
+        pid: if status == Status::Stopped { 0 } else { st.pid },
+        status: status.as_str(),
+        bundle: &st.bundle,
+        rootfs: &st.rootfs,
+        created: &st.created,
+        annotations: &st.annotations,
+        owner: "",
+    }
 }
 
 #[cfg(test)]
@@ -362,6 +383,7 @@ mod tests {
             annotations: BTreeMap::new(),
             shared_pidns: false,
             cgroup: None,
+            hooks: None,
         };
         c.save(&st).unwrap();
         assert_eq!(c.load().unwrap().pid, 1);
