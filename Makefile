@@ -13,7 +13,7 @@ LEAK_SNAPSHOT := target/leakcheck.snapshot
 # apt-get needs root; use sudo when make runs as another user.
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: help deps build debug demo test lint fmt clean
+.PHONY: help deps build debug demo test test-v2 lint fmt clean bench
 
 help:
 	@echo 'make deps    install missing Debian packages ($(DEB_PACKAGES))'
@@ -21,9 +21,11 @@ help:
 	@echo 'make debug   debug build: target/debug/keel'
 	@echo 'make demo    run a busybox container with the release build (root)'
 	@echo 'make test    fmt, clippy, unit tests, integration tests under leakcheck'
+	@echo 'make test-v2 cgroup integration tests in a cgroup-v2-only qemu guest (root)'
 	@echo 'make lint    cargo fmt --check, clippy, shell syntax'
 	@echo 'make fmt     cargo fmt'
 	@echo 'make clean   cargo clean, demo and test leftovers'
+	@echo 'make bench   start-up benchmark against crun and runc (root, a few minutes)'
 
 deps:
 	@missing=(); \
@@ -77,8 +79,15 @@ test: deps
 	@rc=0; \
 	$(CARGO) test --no-fail-fast --test '*' -- --test-threads=$(TEST_THREADS) || rc=$$?; \
 	hack/compare-runc.sh target/debug/keel || { [[ $$rc -ne 0 ]] || rc=1; }; \
+	hack/test-v2.sh || { [[ $$rc -ne 0 ]] || rc=1; }; \
 	hack/leakcheck.sh check $(LEAK_SNAPSHOT) || { [[ $$rc -ne 0 ]] || rc=1; }; \
 	exit $$rc
+
+# The cgroup integration tests (tests/cgroup*.rs) again, in a qemu guest whose
+# only cgroup hierarchy is v2; hack/vm.sh installs qemu and caches a Debian
+# kernel. `make test` runs it too: no qemu is a failure, not a skip.
+test-v2: deps
+	hack/test-v2.sh
 
 lint:
 	$(CARGO) fmt --check
@@ -97,3 +106,8 @@ clean:
 	else \
 		rm -rf "$$rootfs"; \
 	fi
+
+# Not part of `make test`: times keel against crun and runc (hack/bench.sh
+# installs what it needs) and refreshes docs/performance.md.
+bench: build
+	hack/bench.sh $(RELEASE_BIN)
