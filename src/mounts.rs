@@ -86,11 +86,10 @@ pub fn plan(
             } else {
                 bundle.join(src)
             };
-            let meta = std::fs::metadata(&src)
-                .map_err(|e| {
-                    let errno = e.raw_os_error().map(Errno::from_raw).unwrap_or(Errno::EIO);
-                    err(format!("bind source {}: {errno}", src.display()))
-                })?;
+            let meta = std::fs::metadata(&src).map_err(|e| {
+                let errno = e.raw_os_error().map(Errno::from_raw).unwrap_or(Errno::EIO);
+                err(format!("bind source {}: {errno}", src.display()))
+            })?;
             MountKind::Bind {
                 src: cstring(&src),
                 src_is_dir: meta.is_dir(),
