@@ -43,9 +43,6 @@ pub struct State {
     /// The container's cgroup paths, so that later commands never re-read config.json.
     #[serde(default)]
     pub cgroup: Option<crate::cgroups::Cgroup>,
-    /// The poststart and poststop hooks (only those), for `start` and `delete`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub hooks: Option<oci_spec::runtime::Hooks>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -383,7 +380,6 @@ mod tests {
             annotations: BTreeMap::new(),
             shared_pidns: false,
             cgroup: None,
-            hooks: None,
         };
         c.save(&st).unwrap();
         assert_eq!(c.load().unwrap().pid, 1);
