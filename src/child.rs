@@ -223,6 +223,8 @@ fn setup(plan: &Plan, fds: &Inherited<'_>) -> Staged<(CString, Vec<CString>)> {
             root.mask(p, null.as_fd()).stage(Stage::Rootfs)?;
         }
     }
+    // Hooks: the parent runs prestart and createRuntime, then we run createContainer.
+    crate::hooks::init_create(plan, fds.chan).stage(Stage::Hooks)?;
     root.switch(plan.no_pivot).stage(Stage::PivotRoot)?;
     drop(root);
 
@@ -248,6 +250,11 @@ fn setup(plan: &Plan, fds: &Inherited<'_>) -> Staged<(CString, Vec<CString>)> {
         || std::fs::read_to_string("/proc/self/setgroups")
             .map(|s| s.trim() == "allow")
             .unwrap_or(true);
+    // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN, which the switch
+    // below may drop: load it here, as runc does. Every later step must be allowed.
+    if let Some(p) = plan.seccomp.as_ref().filter(|_| !plan.process.no_new_privs) {
+        load_seccomp(p, fds.chan).stage(Stage::Identity)?;
+    }
     if let Some(c) = &plan.caps {
         caps::drop_bounding(c).stage(Stage::Identity)?;
         caps::keep_across_setuid(true).stage(Stage::Identity)?;
@@ -278,6 +285,17 @@ fn setup(plan: &Plan, fds: &Inherited<'_>) -> Staged<(CString, Vec<CString>)> {
     Ok((exe, env))
 }
 
+/// Load the filter; with NOTIFY rules, hand the listener to the parent (which
+/// sends it to the agent) and close our copy.
+fn load_seccomp(p: &crate::seccomp::Program, chan: &Channel) -> Result<(), Fail> {
+    let listener = crate::seccomp::install(p).ctx("loading the seccomp filter", b"")?;
+    if let Some(l) = listener {
+        chan.send_seccomp_fd(l.as_fd())
+            .ctx("sending the seccomp listener", b"")?;
+    }
+    Ok(())
+}
+
 fn write_sysctl(root: &Rootfs<'_>, rel: &CString, val: &[u8]) -> Result<(), Fail> {
     let fd: OwnedFd = sys::openat2(
         root.fd.as_fd(),
@@ -294,6 +312,17 @@ fn write_sysctl(root: &Rootfs<'_>, rel: &CString, val: &[u8]) -> Result<(), Fail
 /// Tell the parent we are ready, wait for `start` on exec.fifo, and exec.
 fn exec(plan: &Plan, fds: &Inherited<'_>, exe: CString, env: Vec<CString>) -> ! {
     let _ = nix::sys::prctl::set_pdeathsig(None);
+    // With no_new_privs the filter goes in as late as possible: just before execve,
+    // after the fifo. A NOTIFY listener must reach the parent while it still reads
+    // the channel, so such a filter goes in just before Ready instead.
+    let mut seccomp = plan.seccomp.as_ref().filter(|_| plan.process.no_new_privs);
+    if let Some(p) = seccomp.filter(|p| p.notify) {
+        if let Err(f) = load_seccomp(p, fds.chan) {
+            fds.chan.send_error(Stage::Exec, f.op, &f.path, f.errno);
+            sys::exit_now(1);
+        }
+        seccomp = None;
+    }
     if fds.chan.send_ready().is_err() {
         sys::exit_now(1);
     }
@@ -306,13 +335,20 @@ fn exec(plan: &Plan, fds: &Inherited<'_>, exe: CString, env: Vec<CString>) -> ! 
     if let Err(e) = nix::unistd::write(&fifo, b"0") {
         die("writing exec.fifo", b"", e);
     }
-    drop(fifo);
+    // The fifo stays open (close-on-exec) until execve: `start` waits for its EOF
+    // before the poststart hooks, and reads a startContainer failure from it.
+    crate::hooks::init_start(plan, &fifo);
     if let Err(e) = sys::cloexec_from(3 + plan.preserve_fds) {
         die("close_range", b"", e);
     }
     sys::reset_signals();
     let argv = process::ptrs(&plan.process.args);
     let envp = process::ptrs(&env);
+    if let Some(p) = seccomp {
+        if let Err(e) = crate::seccomp::install(p) {
+            die("loading the seccomp filter", b"", e);
+        }
+    }
     let e = sys::execve(&exe, &argv, &envp);
     die("exec", exe.as_bytes(), e)
 }

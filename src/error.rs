@@ -75,13 +75,14 @@ pub enum Stage {
     Identity = 6,
     Exec = 7,
     Terminal = 8,
+    Hooks = 9,
 }
 
 impl Stage {
     pub fn from_u8(v: u8) -> Option<Stage> {
         use Stage::*;
         [
-            Namespaces, Rootfs, Devices, PivotRoot, Process, Identity, Exec, Terminal,
+            Namespaces, Rootfs, Devices, PivotRoot, Process, Identity, Exec, Terminal, Hooks,
         ]
         .into_iter()
         .find(|s| *s as u8 == v)
@@ -97,6 +98,7 @@ impl Stage {
             Stage::Identity => "switching user and capabilities",
             Stage::Exec => "starting the container process",
             Stage::Terminal => "setting up the terminal",
+            Stage::Hooks => "running hooks",
         }
     }
 }

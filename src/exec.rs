@@ -36,6 +36,8 @@ pub struct ExecOptions {
     pub console_socket: Option<PathBuf>,
     pub preserve_fds: u32,
     pub ignore_paused: bool,
+    /// Send a pidfd of the process to this unix socket (runc 1.2's `--pidfd-socket`).
+    pub pidfd_socket: Option<PathBuf>,
 }
 
 /// Flags that build the process when no `--process` file is given (runc's rules:
@@ -106,7 +108,12 @@ pub fn process_from_flags(base: &Process, f: &ProcessFlags) -> Result<Process, S
         new.set_effective(Some(add(c.effective())?));
         new.set_permitted(Some(add(c.permitted())?));
         new.set_inheritable(c.inheritable().clone());
-        new.set_ambient(Some(add(c.ambient())?));
+        // runc 1.1.5: ambient only when the process has an inheritable set
+        // (without it the raise fails), so `-u 1000 --cap X` still runs.
+        new.set_ambient(match c.inheritable() {
+            Some(_) => Some(add(c.ambient())?),
+            None => c.ambient().clone(),
+        });
         c = new;
         p.set_capabilities(Some(c));
     }
@@ -128,6 +135,8 @@ struct ExecPlan {
     caps: Option<CapsPlan>,
     joins: Vec<NsJoin>,
     root: OwnedFd,
+    /// The container's seccomp filter (from the cache: compiled at create).
+    seccomp: Option<crate::seccomp::Program>,
     cgroup_sync: bool,
     new_user: bool,
     preserve_fds: u32,
@@ -179,7 +188,8 @@ pub fn exec(dir: ContainerDir, process: &Process, o: &ExecOptions) -> Result<i32
             "cannot allocate tty if keel will detach without setting console socket".into(),
         ));
     }
-    if !pplan.terminal && o.console_socket.is_some() {
+    // runc: the socket is only for a detached process with a tty.
+    if (!pplan.terminal || !o.detach) && o.console_socket.is_some() {
         return Err(LaunchError::Usage(
             "cannot use console socket if keel will not detach or allocate tty".into(),
         ));
@@ -218,6 +228,7 @@ pub fn exec(dir: ContainerDir, process: &Process, o: &ExecOptions) -> Result<i32
     if !state::is_alive(st.pid, st.start_time) {
         return Err(LaunchError::Usage("container not running".into()));
     }
+    let seccomp = load_seccomp(&dir)?;
     let cg: Option<&Cgroup> = st.cgroup.as_ref();
     let plan = ExecPlan {
         new_user: joins.iter().any(|j| j.name == "user"),
@@ -225,6 +236,7 @@ pub fn exec(dir: ContainerDir, process: &Process, o: &ExecOptions) -> Result<i32
         caps,
         joins,
         root,
+        seccomp,
         cgroup_sync: cg.is_some_and(|c| c.clone_into_fd().is_none()),
         preserve_fds: o.preserve_fds,
     };
@@ -266,6 +278,9 @@ pub fn exec(dir: ContainerDir, process: &Process, o: &ExecOptions) -> Result<i32
             .map_err(|e| kill(e.into()))?;
     }
     let console = wait_started(&parent_end, o).map_err(kill)?;
+    if let Some(s) = &o.pidfd_socket {
+        crate::launch::send_pidfd(s, cloned.pidfd.as_fd(), "setns").map_err(|e| kill(e.into()))?;
+    }
     if o.detach {
         if let Some(p) = &o.pid_file {
             crate::launch::write_pid_file(p, pid).map_err(|e| kill(e.into()))?;
@@ -278,6 +293,24 @@ pub fn exec(dir: ContainerDir, process: &Process, o: &ExecOptions) -> Result<i32
     let mask = mask.expect("foreground blocks signals");
     crate::cli::forward_exec(pid, &cloned.pidfd, console, &mask)
         .map_err(|e| LaunchError::Usage(format!("{e:#}")))
+}
+
+/// The container's seccomp filter, from the program cache that create filled.
+fn load_seccomp(dir: &ContainerDir) -> Result<Option<crate::seccomp::Program>, LaunchError> {
+    if !dir.path.join(state::SECCOMP_FILE).exists() {
+        return Ok(None);
+    }
+    let s: oci_spec::runtime::LinuxSeccomp = dir.load_json(state::SECCOMP_FILE)?;
+    let cache = dir.path.parent().map(crate::seccomp::cache_dir);
+    let p = crate::seccomp::compile_cached(&s, cache.as_deref())
+        .map_err(|e| LaunchError::Usage(format!("seccomp: {e}")))?;
+    if p.notify {
+        return Err(LaunchError::Usage(
+            "exec into a container whose seccomp profile uses SCMP_ACT_NOTIFY is not supported yet"
+                .into(),
+        ));
+    }
+    Ok(Some(p))
 }
 
 /// Until the child has exec'd: console, Ready, then EOF (success) or Error.
@@ -316,6 +349,16 @@ fn child(plan: &ExecPlan, ch: &Channel) -> ! {
                 sys::exit_now(1);
             }
             sys::reset_signals();
+            if let Some(p) = plan.seccomp.as_ref().filter(|_| plan.process.no_new_privs) {
+                // As late as possible: nothing of keel's runs after it but execve.
+                if let Err(e) = crate::seccomp::install(p) {
+                    report(
+                        ch,
+                        Stage::Exec,
+                        Fail::new("loading the seccomp filter", b"", e),
+                    );
+                }
+            }
             let argv = process::ptrs(&plan.process.args);
             let envp = process::ptrs(&env);
             let e = sys::execve(&exe, &argv, &envp);
@@ -390,6 +433,15 @@ fn child_setup(plan: &ExecPlan, ch: &Channel) -> Staged<(CString, Vec<CString>)>
     if plan.process.no_new_privs {
         at(
             prctl::set_no_new_privs().ctx("prctl(PR_SET_NO_NEW_PRIVS)", b""),
+            Stage::Identity,
+        )?;
+    }
+    if let Some(p) = plan.seccomp.as_ref().filter(|_| !plan.process.no_new_privs) {
+        // Without no_new_privs loading needs CAP_SYS_ADMIN: before the caps are dropped.
+        at(
+            crate::seccomp::install(p)
+                .map(drop)
+                .ctx("loading the seccomp filter", b""),
             Stage::Identity,
         )?;
     }

@@ -33,6 +33,8 @@ pub enum LaunchError {
     Sync(#[from] SyncError),
     #[error(transparent)]
     Cgroup(#[from] crate::cgroups::CgroupError),
+    #[error(transparent)]
+    Hook(#[from] crate::hooks::HookError),
     #[error("{0}")]
     Usage(String),
 }
@@ -44,6 +46,8 @@ pub struct CreateOptions {
     pub console_socket: Option<PathBuf>,
     /// `run` in the foreground: keep the pty master for the relay instead of sending it.
     pub keep_console: bool,
+    /// Send a pidfd of the init to this unix socket (runc 1.2's `--pidfd-socket`).
+    pub pidfd_socket: Option<PathBuf>,
 }
 
 /// A created container, as the creating process sees it.
@@ -63,7 +67,7 @@ pub fn create(
     spec: &Spec,
     o: &CreateOptions,
 ) -> Result<Created, LaunchError> {
-    let plan = plan::build(spec, bundle, rootfs, id, &o.plan)?;
+    let mut plan = plan::build(spec, bundle, rootfs, id, &o.plan)?;
     if plan.process.terminal && o.console_socket.is_none() && !o.keep_console {
         return Err(LaunchError::Usage(
             "cannot allocate tty if keel will detach without setting console socket".into(),
@@ -75,7 +79,16 @@ pub fn create(
         ));
     }
     let dir = root.claim(id)?;
-    match spawn(&dir, &plan, spec, o) {
+    // With NOTIFY_SOCKET set, the state dir's `notify` becomes the container's /run/notify.
+    let spawned = crate::notify::prepare_dir(&dir.path)
+        .map_err(LaunchError::from)
+        .and_then(|notify| {
+            if let Some(d) = &notify {
+                plan.add_notify_mount(d);
+            }
+            spawn(&dir, &plan, spec, o)
+        });
+    match spawned {
         Ok((state, pidfd, console)) => Ok(Created {
             dir,
             state,
@@ -137,6 +150,8 @@ fn spawn_in_cgroup(
         .at("opening", "/proc")?
         .into();
     let (parent_end, child_end) = sync::pair().op("socketpair")?;
+    // Hooks forked later by this process must not land in the container's pid/time namespaces.
+    let runtime_ns = crate::hooks::RuntimeNs::save(plan)?;
     namespaces::enter_for_children(&plan.ns)?;
     // On cgroup v2 the init is born in its cgroup; elsewhere the parent moves it.
     let cgroup_fd = cg.clone_into_fd();
@@ -168,6 +183,16 @@ fn spawn_in_cgroup(
         let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
         e
     };
+    runtime_ns.restore().map_err(|e| fail(e.into()))?;
+    // A hook failed: clean up as for any failure, and run the poststop hooks once
+    // the container is gone (its state dir goes when `create` returns).
+    let hook_fail = |e: LaunchError, st: &State| {
+        let e = fail(e);
+        let _ = cg.destroy();
+        crate::hooks::poststop(st);
+        e
+    };
+    let mut hook_state: Option<State> = None;
     // Step 2 of the protocol: maps (after the child's UserNs) and the cgroup move, then Go.
     let go = |maps: bool| -> Result<(), LaunchError> {
         if maps {
@@ -194,8 +219,41 @@ fn spawn_in_cgroup(
                     console = Some(m);
                 }
             }
+            Ok(Some(Msg::SeccompFd(fd))) => {
+                if let Some(p) = &plan.seccomp {
+                    let st = crate::seccomp::process_state(p, spec, &plan.id, &plan.bundle, pid);
+                    crate::seccomp::send_to_listener(p, fd.as_fd(), &st)
+                        .map_err(|e| fail(e.into()))?;
+                }
+            }
+            Ok(Some(Msg::Hooks)) => {
+                // Mounts are done, pivot_root is not: prestart and createRuntime
+                // here, then Go with the state for createContainer in the init.
+                let st = new_state(plan, spec, pid).map_err(|e| fail(e.into()))?;
+                let doc = crate::hooks::state_doc(&st, Status::Creating);
+                for kind in [
+                    crate::hooks::Kind::Prestart,
+                    crate::hooks::Kind::CreateRuntime,
+                ] {
+                    if let Err(e) = crate::hooks::run(kind, plan.hooks.as_ref(), &doc) {
+                        return Err(hook_fail(e.into(), &st));
+                    }
+                }
+                parent_end
+                    .send_go_state(&doc)
+                    .op("sync")
+                    .map_err(|e| fail(e.into()))?;
+                hook_state = Some(st);
+            }
             Ok(Some(Msg::Ready)) => break,
-            Ok(Some(Msg::Error(e))) => return Err(fail(SyncError::Child(e).into())),
+            Ok(Some(Msg::Error(e))) => {
+                return Err(match &hook_state {
+                    Some(st) if e.stage == crate::error::Stage::Hooks => {
+                        hook_fail(SyncError::Child(e).into(), st)
+                    }
+                    _ => fail(SyncError::Child(e).into()),
+                })
+            }
             Ok(Some(Msg::Go)) => {
                 return Err(fail(
                     SyncError::Unexpected {
@@ -214,10 +272,33 @@ fn spawn_in_cgroup(
             Err(e) => return Err(fail(SyncError::Io(e).into())),
         }
     }
-    let (start_time, _) = state::proc_start_time(pid)
-        .op("reading start time of init")
-        .map_err(|e| fail(e.into()))?;
-    let st = State {
+    if let Some(s) = &o.pidfd_socket {
+        send_pidfd(s, cloned.pidfd.as_fd(), "standard").map_err(|e| fail(e.into()))?;
+    }
+    let st = match hook_state {
+        Some(st) => st,
+        None => new_state(plan, spec, pid).map_err(|e| fail(e.into()))?,
+    };
+    // `exec` takes its defaults (user, caps, env, rlimits...) from the container's process.
+    if let Some(p) = spec.process() {
+        dir.save_json(state::PROCESS_FILE, p)
+            .map_err(|e| fail(e.into()))?;
+    }
+    if let Some(sc) = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+        dir.save_json(state::SECCOMP_FILE, sc)
+            .map_err(|e| fail(e.into()))?;
+    }
+    dir.save(&st).map_err(|e| fail(e.into()))?;
+    if let Some(p) = &o.pid_file {
+        write_pid_file(p, pid).map_err(|e| fail(e.into()))?;
+    }
+    Ok((st, cloned.pidfd, console))
+}
+
+/// The state of the container whose init is `pid` (its start time is read now).
+fn new_state(plan: &Plan, spec: &Spec, pid: i32) -> Result<State, SysError> {
+    let (start_time, _) = state::proc_start_time(pid).op("reading start time of init")?;
+    Ok(State {
         oci_version: spec.version().clone(),
         id: plan.id.clone(),
         pid,
@@ -232,18 +313,9 @@ fn spawn_in_cgroup(
             .map(|a| a.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
             .unwrap_or_default(),
         shared_pidns: !plan.ns.has_pid,
-        cgroup: Some(cg.clone()),
-    };
-    // `exec` takes its defaults (user, caps, env, rlimits...) from the container's process.
-    if let Some(p) = spec.process() {
-        dir.save_json(state::PROCESS_FILE, p)
-            .map_err(|e| fail(e.into()))?;
-    }
-    dir.save(&st).map_err(|e| fail(e.into()))?;
-    if let Some(p) = &o.pid_file {
-        write_pid_file(p, pid).map_err(|e| fail(e.into()))?;
-    }
-    Ok((st, cloned.pidfd, console))
+        cgroup: Some(plan.cgroup.clone()),
+        hooks: crate::hooks::kept(plan.hooks.as_ref()),
+    })
 }
 
 fn owner_name() -> String {
@@ -253,6 +325,30 @@ fn owner_name() -> String {
         .flatten()
         .map(|u| u.name)
         .unwrap_or_else(|| uid.to_string())
+}
+
+/// `--pidfd-socket` (runc 1.2): one message to the unix socket at `socket`, the
+/// payload naming the process ("standard": a container's init, "setns": an
+/// exec'd process) and the pidfd as SCM_RIGHTS.
+pub fn send_pidfd(
+    socket: &Path,
+    pidfd: std::os::fd::BorrowedFd<'_>,
+    kind: &str,
+) -> Result<(), SysError> {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+    let s =
+        std::os::unix::net::UnixStream::connect(socket).at("connecting to pidfd socket", socket)?;
+    let iov = [std::io::IoSlice::new(kind.as_bytes())];
+    let fds = [pidfd.as_raw_fd()];
+    sendmsg::<()>(
+        s.as_raw_fd(),
+        &iov,
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::empty(),
+        None,
+    )
+    .at("sending pidfd to", socket)?;
+    Ok(())
 }
 
 /// Decimal pid, no newline, written atomically (temp file + rename in the same dir).
@@ -272,7 +368,9 @@ pub fn write_pid_file(path: &Path, pid: i32) -> Result<(), SysError> {
     Ok(())
 }
 
-/// `start`: let the created init exec.
+/// `start`: let the created init exec. Returns once it has (after its
+/// startContainer hooks); the caller runs the poststart hooks
+/// ([`crate::hooks::poststart`]) after it has dropped `dir`'s lock.
 pub fn start(dir: &ContainerDir) -> Result<State, LaunchError> {
     let st = dir.load()?;
     match dir.status(&st) {
@@ -331,7 +429,13 @@ pub fn start(dir: &ContainerDir) -> Result<State, LaunchError> {
             ));
         }
     }
+    // The init holds its end until execve (close-on-exec): EOF says it has exec'd
+    // (or died); bytes before the EOF are a startContainer hook failure.
+    let failed = crate::hooks::wait_exec(&fifo).at("reading", &fifo_path)?;
     fs::remove_file(&fifo_path).at("removing", &fifo_path)?;
+    if let Some(msg) = failed {
+        return Err(LaunchError::Usage(msg));
+    }
     Ok(st)
 }
 
@@ -423,6 +527,7 @@ pub fn destroy(dir: ContainerDir, st: &State) -> Result<(), LaunchError> {
         cg.destroy()?;
     }
     dir.remove()?;
+    crate::hooks::poststop(st);
     Ok(())
 }
 

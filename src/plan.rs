@@ -46,6 +46,10 @@ pub struct Plan {
     /// Unshare the cgroup namespace after the move (instead of at clone), so the
     /// container sees its own cgroup as "/".
     pub unshare_cgroupns: bool,
+    /// config.json's hooks, checked (see [`crate::hooks`]); None when there are none.
+    pub hooks: Option<oci_spec::runtime::Hooks>,
+    /// `linux.seccomp`, compiled here (parent) and loaded by the init just before execve.
+    pub seccomp: Option<crate::seccomp::Program>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -53,6 +57,11 @@ pub struct Options {
     pub no_pivot: bool,
     pub no_new_keyring: bool,
     pub preserve_fds: u32,
+    /// Where compiled seccomp programs are cached (`<root>/seccomp-cache`); None: no cache.
+    pub seccomp_cache: Option<PathBuf>,
+    /// NAME=value entries appended to process.env (later entries win), e.g.
+    /// runc's socket-activation pass-through `LISTEN_FDS=N`, `LISTEN_PID=1`.
+    pub extra_env: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +74,40 @@ pub enum PlanError {
     Sys(#[from] SysError),
     #[error("config.json: {0}")]
     Cgroup(#[from] cgroups::CgroupError),
+    #[error("config.json: {0}")]
+    Seccomp(#[from] crate::seccomp::SeccompError),
+}
+
+impl Plan {
+    /// The sd_notify relay ([`crate::notify`]): bind the state dir's `notify`
+    /// directory at /run/notify after the config's mounts, read-only as runc
+    /// does, and point the container's NOTIFY_SOCKET at the socket in it.
+    pub fn add_notify_mount(&mut self, dir: &Path) {
+        let opts: Vec<String> = ["bind", "nosuid", "noexec", "nodev", "ro"]
+            .map(String::from)
+            .to_vec();
+        let mut opts = crate::mountopts::parse(&opts).unwrap_or_default();
+        opts.flags |= libc::MS_BIND;
+        self.mounts.push(MountPlan {
+            dest: mounts::rel_cstring(Path::new(crate::notify::CONTAINER_DIR)),
+            kind: mounts::MountKind::Bind {
+                src: mounts::cstring(dir),
+                src_is_dir: true,
+            },
+            opts,
+            data: None,
+        });
+        let var = CString::new(format!("NOTIFY_SOCKET={}", crate::notify::CONTAINER_SOCKET))
+            .unwrap_or_default();
+        let env = &mut self.process.env;
+        match env
+            .iter_mut()
+            .find(|e| e.as_bytes().starts_with(b"NOTIFY_SOCKET="))
+        {
+            Some(e) => *e = var,
+            None => env.push(var),
+        }
+    }
 }
 
 pub fn propagation_flags(s: &str) -> Option<libc::c_ulong> {
@@ -116,7 +159,14 @@ pub fn build(
         ns.clone_flags &= !(libc::CLONE_NEWCGROUP as u64);
     }
     let process = match spec.process() {
-        Some(p) => process::plan(p).map_err(invalid)?,
+        Some(p) if o.extra_env.is_empty() => process::plan(p).map_err(invalid)?,
+        Some(p) => {
+            let mut p = p.clone();
+            let mut env = p.env().clone().unwrap_or_default();
+            env.extend(o.extra_env.iter().cloned());
+            p.set_env(Some(env));
+            process::plan(&p).map_err(invalid)?
+        }
         None => {
             return Err(invalid(
                 "process: missing: create and run need a process to start".into(),
@@ -159,6 +209,13 @@ pub fn build(
         })
         .unwrap_or_default();
     let setup_dev = devices::needs_setup(spec);
+    let seccomp = match linux.and_then(|l| l.seccomp().as_ref()) {
+        Some(s) => Some(crate::seccomp::compile_cached(
+            s,
+            o.seccomp_cache.as_deref(),
+        )?),
+        None => None,
+    };
     Ok(Plan {
         id: id.to_string(),
         bundle: bundle.to_path_buf(),
@@ -201,6 +258,8 @@ pub fn build(
         resources: linux.and_then(|l| l.resources().clone()),
         cgroup_sync,
         unshare_cgroupns,
+        hooks: crate::hooks::validate(spec.hooks().as_ref()).map_err(invalid)?,
+        seccomp,
     })
 }
 

@@ -86,6 +86,9 @@ fn decode_error(err: serde_path_to_error::Error<serde_json::Error>) -> SpecError
         Some(name) if field.starts_with("linux.namespaces[") && field.ends_with("].type") => {
             format!("unknown namespace {name:?}")
         }
+        Some(name) if field.starts_with("linux.seccomp.") => {
+            crate::seccomp::unknown_value(&field, name).unwrap_or_else(|| msg.to_string())
+        }
         // oci-spec says "no variant for CAP_FOO (converted to FOO)".
         None if field.starts_with("process.capabilities.")
             && msg.starts_with("no variant for ") =>
@@ -464,6 +467,15 @@ fn check_mounts(spec: &Spec) -> Result<(), SpecError> {
         }
         let typ = m.typ().as_deref().unwrap_or_default();
         let options = m.options().as_deref().unwrap_or_default();
+        let idmapped = options.iter().any(|o| o == "idmap" || o == "ridmap")
+            || m.uid_mappings().is_some()
+            || m.gid_mappings().is_some();
+        if idmapped && !crate::features::IDMAP_MOUNTS {
+            return Err(invalid(
+                format!("mounts[{i}]"),
+                "idmapped mounts (idmap, ridmap, uidMappings, gidMappings) are not supported yet",
+            ));
+        }
         // As in runc, the bind option makes any type a bind mount, and type "bind" alone does too.
         let is_bind = typ == "bind" || options.iter().any(|o| o == "bind" || o == "rbind");
         if is_bind {

@@ -21,6 +21,8 @@ pub const STATE_FILE: &str = "state.json";
 pub const FIFO: &str = "exec.fifo";
 /// The container's `process` from config.json: `exec`'s defaults.
 pub const PROCESS_FILE: &str = "process.json";
+/// The container's `linux.seccomp`: `exec` applies the same filter.
+pub const SECCOMP_FILE: &str = "seccomp.json";
 
 /// What keel records about a container (its own format, not the OCI state).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -43,6 +45,9 @@ pub struct State {
     /// The container's cgroup paths, so that later commands never re-read config.json.
     #[serde(default)]
     pub cgroup: Option<crate::cgroups::Cgroup>,
+    /// The poststart and poststop hooks (only those), for `start` and `delete`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hooks: Option<oci_spec::runtime::Hooks>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -380,6 +385,7 @@ mod tests {
             annotations: BTreeMap::new(),
             shared_pidns: false,
             cgroup: None,
+            hooks: None,
         };
         c.save(&st).unwrap();
         assert_eq!(c.load().unwrap().pid, 1);

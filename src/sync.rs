@@ -5,7 +5,9 @@
 //! |------|--------------------------------------|------------------------------------------------|
 //! | 1    | `UserNs` (only with a new userns) -> | writes uid_map / gid_map                       |
 //! | 2    |                                   <- | `Go`                                           |
+//! | 2b   | `Hooks` (prestart..startContainer hooks only; mounts done, before pivot_root) -> | runs prestart and createRuntime hooks (a failure kills the child), replies `Go` + the state JSON (status "creating", host pid); the child runs createContainer |
 //! | 3    | `Console(fd)` (terminal only) ->     | sends the pty master to --console-socket or keeps it for the relay |
+//! | 3b   | `SeccompFd(fd)` (NOTIFY rules only) -> | sends the listener with the state to `linux.seccomp.listenerPath` |
 //! | 4    | `Ready` ->                           | writes state.json and the pid file; create returns |
 //! | any  | `Error(stage, op, path, errno)` ->   | kills and reaps the child, cleans up, reports  |
 //! | any  | EOF                                  | the child died: reaps it, reports its status   |
@@ -29,6 +31,8 @@ const K_GO: u8 = 2;
 const K_CONSOLE: u8 = 3;
 const K_READY: u8 = 4;
 const K_ERROR: u8 = 5;
+const K_SECCOMP_FD: u8 = 6;
+const K_HOOKS: u8 = 7;
 
 /// Largest datagram: an error with its op and path.
 const MAX_MSG: usize = 1024;
@@ -40,6 +44,8 @@ pub enum Msg {
     Console(OwnedFd),
     Ready,
     Error(ChildError),
+    SeccompFd(OwnedFd),
+    Hooks,
 }
 
 impl Msg {
@@ -50,6 +56,8 @@ impl Msg {
             Msg::Console(_) => "console",
             Msg::Ready => "ready",
             Msg::Error(_) => "error",
+            Msg::SeccompFd(_) => "seccomp-fd",
+            Msg::Hooks => "hooks",
         }
     }
 }
@@ -119,6 +127,41 @@ impl Channel {
         self.send_raw(&[K_CONSOLE], Some(master.as_raw_fd()))
     }
 
+    pub fn send_seccomp_fd(&self, listener: BorrowedFd<'_>) -> Result<(), Errno> {
+        self.send_raw(&[K_SECCOMP_FD], Some(listener.as_raw_fd()))
+    }
+
+    pub fn send_hooks(&self) -> Result<(), Errno> {
+        self.send_raw(&[K_HOOKS], None)
+    }
+
+    /// The `Go` that answers `Hooks`: the kind byte, then the state document.
+    pub fn send_go_state(&self, state: &[u8]) -> Result<(), Errno> {
+        let mut m = Vec::with_capacity(1 + state.len());
+        m.push(K_GO);
+        m.extend_from_slice(state);
+        self.send_raw(&m, None)
+    }
+
+    /// Receive the `Go` that answers `Hooks` and return its state document
+    /// (of any size: the datagram's length is peeked first).
+    pub fn recv_go_state(&self) -> Result<Vec<u8>, Errno> {
+        let recv = |buf: &mut [u8], flags: MsgFlags| loop {
+            match nix::sys::socket::recv(self.fd.as_raw_fd(), buf, flags) {
+                Err(Errno::EINTR) => continue,
+                r => return r,
+            }
+        };
+        let len = recv(&mut [0u8; 1], MsgFlags::MSG_PEEK | MsgFlags::MSG_TRUNC)?;
+        let mut buf = vec![0u8; len.max(1)];
+        let n = recv(&mut buf, MsgFlags::empty())?;
+        match buf.first() {
+            _ if n == 0 => Err(Errno::EPIPE),
+            Some(&K_GO) => Ok(buf[1..n].to_vec()),
+            _ => Err(Errno::EBADMSG),
+        }
+    }
+
     /// Send an error from the child without allocating: op and path are copied
     /// (truncated) into a stack buffer.
     pub fn send_error(&self, stage: Stage, op: &str, path: &[u8], errno: i32) {
@@ -169,6 +212,8 @@ impl Channel {
             K_GO => Msg::Go,
             K_READY => Msg::Ready,
             K_CONSOLE => Msg::Console(fd.ok_or(Errno::EBADMSG)?),
+            K_SECCOMP_FD => Msg::SeccompFd(fd.ok_or(Errno::EBADMSG)?),
+            K_HOOKS => Msg::Hooks,
             K_ERROR if n >= 7 => {
                 let stage = Stage::from_u8(buf[1]).ok_or(Errno::EBADMSG)?;
                 let errno = i32::from_le_bytes([buf[2], buf[3], buf[4], buf[5]]);

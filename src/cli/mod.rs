@@ -52,6 +52,9 @@ pub struct Cli {
     /// Use systemd to manage cgroups (not supported yet)
     #[arg(long = "systemd-cgroup", global = true)]
     pub systemd_cgroup: bool,
+    /// Cgroup manager, podman's flag: cgroupfs (the default); systemd and disabled are not supported yet
+    #[arg(long = "cgroup-manager", global = true, value_parser = ["cgroupfs", "systemd", "disabled"])]
+    pub cgroup_manager: Option<String>,
     /// Accepted for runc compatibility (true|false|auto)
     #[arg(long = "rootless", id = "global_rootless", num_args = 0..=1, default_missing_value = "true")]
     pub rootless: Option<String>,
@@ -84,7 +87,7 @@ pub struct CreateArgs {
     /// Pass N more fds (3..3+N-1) to the container
     #[arg(long = "preserve-fds", default_value_t = 0)]
     pub preserve_fds: u32,
-    /// Send a pidfd of the init to this socket (not supported yet)
+    /// Unix socket that receives a pidfd of the init (SCM_RIGHTS, as runc 1.2)
     #[arg(long = "pidfd-socket")]
     pub pidfd_socket: Option<PathBuf>,
 }
@@ -137,7 +140,7 @@ pub struct ExecArgs {
     /// Exec even if the container is paused
     #[arg(long = "ignore-paused")]
     pub ignore_paused: bool,
-    /// Send a pidfd of the process to this socket (not supported yet)
+    /// Unix socket that receives a pidfd of the process (SCM_RIGHTS, as runc 1.2)
     #[arg(long = "pidfd-socket")]
     pub pidfd_socket: Option<PathBuf>,
 }
@@ -214,6 +217,8 @@ pub enum Cmd {
         #[arg(long, default_value = "5s")]
         interval: String,
     },
+    /// Print the runtime-spec features document (JSON)
+    Features,
     /// Write a default config.json
     Spec {
         #[arg(short = 'b', long, default_value = ".")]
@@ -295,7 +300,16 @@ pub fn main() -> i32 {
     } else {
         1
     };
-    match dispatch(&cli.root, cli.systemd_cgroup, cmd) {
+    if cli.cgroup_manager.as_deref() == Some("disabled")
+        && matches!(cmd, Cmd::Create(_) | Cmd::Run { .. })
+    {
+        logging::error(
+            "--cgroup-manager disabled: containers without cgroups are not supported yet",
+        );
+        return fail_code;
+    }
+    let systemd = cli.systemd_cgroup || cli.cgroup_manager.as_deref() == Some("systemd");
+    match dispatch(&cli.root, systemd, cmd) {
         Ok(code) => code,
         Err(e) => {
             logging::error(&format!("{e:#}"));
@@ -306,7 +320,7 @@ pub fn main() -> i32 {
 
 fn dispatch(root: &Path, systemd: bool, cmd: Cmd) -> Result<i32> {
     let root = Root::new(root);
-    if systemd {
+    if systemd && !matches!(cmd, Cmd::Features) {
         bail!("--systemd-cgroup: the systemd cgroup driver is not supported yet");
     }
     match cmd {
@@ -316,7 +330,16 @@ fn dispatch(root: &Path, systemd: bool, cmd: Cmd) -> Result<i32> {
         }
         Cmd::Start { id } => {
             let dir = open_checked(&root, &id)?;
-            launch::start(&dir).with_context(|| format!("starting container {id:?}"))?;
+            // Bound before the init may exec, so that nothing it sends is lost.
+            let relay = crate::notify::Relay::bind(&dir.path)?;
+            let st = launch::start(&dir).with_context(|| format!("starting container {id:?}"))?;
+            // Unlocked first: a poststart hook may run `keel state`.
+            drop(dir);
+            crate::hooks::poststart(&st);
+            if let Some(r) = relay {
+                r.wait_ready(&st)
+                    .with_context(|| format!("sd_notify relay of container {id:?}"))?;
+            }
             Ok(0)
         }
         Cmd::Run {
@@ -372,6 +395,7 @@ fn dispatch(root: &Path, systemd: bool, cmd: Cmd) -> Result<i32> {
             stats,
             interval,
         } => cgroup_cmds::events(&open_checked(&root, &id)?, stats, &interval),
+        Cmd::Features => crate::features::print(),
         Cmd::Spec { bundle, rootless } => {
             let path = bundle.join("config.json");
             if path.exists() {
@@ -389,8 +413,8 @@ fn dispatch(root: &Path, systemd: bool, cmd: Cmd) -> Result<i32> {
 }
 
 fn exec(root: &Root, a: &ExecArgs) -> Result<i32> {
-    if a.apparmor.is_some() || a.process_label.is_some() || a.pidfd_socket.is_some() {
-        bail!("--apparmor, --process-label and --pidfd-socket are not supported yet");
+    if a.apparmor.is_some() || a.process_label.is_some() {
+        bail!("--apparmor and --process-label are not supported yet");
     }
     let dir = open_checked(root, &a.id)?;
     let process = match &a.process {
@@ -416,11 +440,29 @@ fn exec(root: &Root, a: &ExecArgs) -> Result<i32> {
         console_socket: a.console_socket.clone(),
         preserve_fds: a.preserve_fds,
         ignore_paused: a.ignore_paused,
+        pidfd_socket: a.pidfd_socket.clone(),
     };
     // The lock is released first: other commands may act on the container while this one lives.
     let code = crate::exec::exec(dir, &process, &o)
         .with_context(|| format!("exec in container {:?}", a.id))?;
     Ok(code)
+}
+
+/// Socket activation passed through as runc does (create and run, not exec):
+/// with LISTEN_PID our pid and LISTEN_FDS=N, fds 3..3+N-1 go to the container
+/// on top of --preserve-fds, which sees LISTEN_FDS=N and LISTEN_PID=1.
+fn listen_fds() -> u32 {
+    let ours = std::env::var("LISTEN_PID")
+        .ok()
+        .and_then(|p| p.parse::<u32>().ok())
+        == Some(std::process::id());
+    match std::env::var("LISTEN_FDS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+    {
+        Some(n) if ours => n,
+        _ => 0,
+    }
 }
 
 fn open_checked(root: &Root, id: &str) -> Result<state::ContainerDir> {
@@ -431,9 +473,7 @@ fn open_checked(root: &Root, id: &str) -> Result<state::ContainerDir> {
 /// Load and validate the bundle's config, then create. Returns the created container.
 fn create(root: &Root, a: &CreateArgs, keep_console: bool) -> Result<launch::Created> {
     spec::validate_id(&a.id)?;
-    if a.pidfd_socket.is_some() {
-        bail!("--pidfd-socket is not supported yet");
-    }
+    let listen = listen_fds();
     let bundle = std::fs::canonicalize(&a.bundle)
         .with_context(|| format!("bundle {}", a.bundle.display()))?;
     let spec = spec::load(&bundle)?;
@@ -443,11 +483,18 @@ fn create(root: &Root, a: &CreateArgs, keep_console: bool) -> Result<launch::Cre
         plan: crate::plan::Options {
             no_pivot: a.no_pivot,
             no_new_keyring: a.no_new_keyring,
-            preserve_fds: a.preserve_fds,
+            preserve_fds: a.preserve_fds.saturating_add(listen),
+            seccomp_cache: Some(crate::seccomp::cache_dir(&root.path)),
+            extra_env: if listen > 0 {
+                vec![format!("LISTEN_FDS={listen}"), "LISTEN_PID=1".into()]
+            } else {
+                Vec::new()
+            },
         },
         pid_file: a.pid_file.clone(),
         console_socket: a.console_socket.clone(),
         keep_console,
+        pidfd_socket: a.pidfd_socket.clone(),
     };
     let c = launch::create(root, &a.id, &bundle, &rootfs, &spec, &o)
         .with_context(|| format!("creating container {:?}", a.id))?;
@@ -486,7 +533,7 @@ fn list(root: &Root, format: &str, quiet: bool) -> Result<i32> {
         "json" => {
             let docs: Vec<_> = rows
                 .iter()
-                .map(|(st, s)| state::oci_state(st, *s))
+                .map(|(st, s)| state::oci_state(st, *s).with_owner(&st.owner))
                 .collect();
             serde_json::to_writer(&mut out, &docs)?;
             writeln!(out)?;

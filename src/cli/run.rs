@@ -18,7 +18,16 @@ use crate::{sys, terminal};
 pub fn run(root: &Root, a: &CreateArgs, detach: bool, keep: bool) -> Result<i32> {
     if detach {
         let c = super::create(root, a, false)?;
-        launch::start(&c.dir).with_context(|| format!("starting container {:?}", a.id))?;
+        let relay = crate::notify::Relay::bind(&c.dir.path)?;
+        let st = launch::start(&c.dir).with_context(|| format!("starting container {:?}", a.id))?;
+        drop(c);
+        crate::hooks::poststart(&st);
+        if let Some(r) = relay {
+            // As runc's `run -d`: a failed relay does not fail the run.
+            if let Err(e) = r.wait_ready(&st) {
+                crate::logging::warn(&format!("sd_notify relay: {e}"));
+            }
+        }
         return Ok(0);
     }
     let (mask, old) = block_forwarded_signals();
@@ -33,7 +42,11 @@ pub fn run(root: &Root, a: &CreateArgs, detach: bool, keep: bool) -> Result<i32>
             return Err(e);
         }
     };
-    let started = launch::start(&c.dir).with_context(|| format!("starting container {:?}", a.id));
+    // The sd_notify relay, if any, is bound before the init may exec; the loop below runs it.
+    let started = crate::notify::Relay::bind(&c.dir.path)
+        .map_err(launch::LaunchError::from)
+        .and_then(|relay| launch::start(&c.dir).map(|_| relay))
+        .with_context(|| format!("starting container {:?}", a.id));
     let pid = c.state.pid;
     let dir_path = c.dir.path.clone();
     let cgroup = c.state.cgroup.clone();
@@ -52,10 +65,12 @@ pub fn run(root: &Root, a: &CreateArgs, detach: bool, keep: bool) -> Result<i32>
             let _ = cg.destroy();
         }
         let _ = std::fs::remove_dir_all(&dir_path);
+        crate::hooks::poststop(&c.state);
         return Err(e);
     }
+    crate::hooks::poststart(&c.state);
 
-    let code = forward(pid, &pidfd, console, &mask)?;
+    let code = forward_notify(pid, &pidfd, console, &mask, started.ok().flatten())?;
     if !keep {
         if let Ok(dir) = root.open(&a.id) {
             if let Ok(st) = dir.load() {
@@ -92,6 +107,19 @@ pub(crate) fn forward(
     console: Option<OwnedFd>,
     mask: &SigSet,
 ) -> Result<i32> {
+    forward_notify(pid, pidfd, console, mask, None)
+}
+
+/// [`forward`], also relaying the container's sd_notify messages until READY=1,
+/// with `MAINPID=` keel's own pid: keel is the process that stays and exits
+/// with the container's status (runc's `run` in the foreground does the same).
+fn forward_notify(
+    pid: i32,
+    pidfd: &OwnedFd,
+    console: Option<OwnedFd>,
+    mask: &SigSet,
+    mut relay: Option<crate::notify::Relay>,
+) -> Result<i32> {
     let sfd = SignalFd::with_flags(mask, SfdFlags::SFD_CLOEXEC)?;
     let _raw = console.as_ref().and_then(|_| terminal::RawMode::enter());
     if let Some(m) = &console {
@@ -111,6 +139,10 @@ pub(crate) fn forward(
                 fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
             }
         }
+        let relay_at = relay.as_ref().map(|r| {
+            fds.push(PollFd::new(r.fd(), PollFlags::POLLIN));
+            fds.len() - 1
+        });
         match poll(&mut fds, PollTimeout::NONE) {
             Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => return Err(e.into()),
@@ -133,6 +165,16 @@ pub(crate) fn forward(
                 stdin_open = false;
             }
         }
+        if let (Some(r), Some(i)) = (&relay, relay_at) {
+            let done = ready[i]
+                && r.pump(std::process::id() as i32).unwrap_or_else(|e| {
+                    crate::logging::warn(&format!("sd_notify relay: {e}"));
+                    true
+                });
+            if done {
+                relay = None;
+            }
+        }
         if !ready[0] {
             continue;
         }
@@ -142,6 +184,10 @@ pub(crate) fn forward(
         let sig = info.ssi_signo as i32;
         if sig == libc::SIGCHLD {
             if let Some(code) = reap(pid) {
+                if let Some(r) = &relay {
+                    // What the container sent just before it exited.
+                    let _ = r.pump(std::process::id() as i32);
+                }
                 if let Some(m) = &console {
                     drain(m, &stdout);
                 }

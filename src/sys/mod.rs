@@ -3,6 +3,7 @@
 //! operation and the path (see [`crate::error::At`]).
 
 pub mod bpf;
+pub mod seccomp;
 
 use std::ffi::CStr;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
