@@ -7,7 +7,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 TEST_THREADS ?= 2
 # Debian packages the demo and the integration tests need.
-DEB_PACKAGES := busybox-static jq runc libseccomp-dev libc6-dev
+DEB_PACKAGES := busybox-static jq runc libseccomp-dev libc6-dev tmux
 RELEASE_BIN := target/release/keel
 LEAK_SNAPSHOT := target/leakcheck.snapshot
 # apt-get needs root; use sudo when make runs as another user.

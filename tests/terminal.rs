@@ -61,3 +61,90 @@ fn runc_spec_bundle_runs_unchanged_on_a_terminal() {
         "run removed the container"
     );
 }
+
+/// A private tmux server (its own socket name), killed on drop even when a test fails.
+struct Tmux {
+    sock: String,
+}
+
+impl Tmux {
+    fn cmd(&self, args: &[&str]) -> std::process::Output {
+        Command::new("tmux")
+            .args(["-L", &self.sock, "-f", "/dev/null"])
+            .args(args)
+            .output()
+            .expect("tmux (Debian package tmux)")
+    }
+
+    fn pane(&self) -> String {
+        common::text(&self.cmd(&["capture-pane", "-p", "-t", "s"]).stdout)
+    }
+
+    fn wait_for(&self, what: &str) {
+        common::wait_until(std::time::Duration::from_secs(30), what, || {
+            self.pane().contains(what)
+        });
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.cmd(&["kill-server"]);
+    }
+}
+
+#[test]
+fn foreground_tty_follows_window_resizes() {
+    if !common::require_root() {
+        return;
+    }
+    let mut b = Bundle::new("tty-resize");
+    b.set("/process/terminal", serde_json::json!(true));
+    b.args(&["sh"]);
+    b.write();
+    let tmux = Tmux {
+        sock: format!("{}-tmux", b.id),
+    };
+    let cmd = format!(
+        "{} --root {} run --bundle {} {}",
+        common::keel_bin().display(),
+        b.root.display(),
+        b.dir.display(),
+        b.id
+    );
+    let out = tmux.cmd(&["new-session", "-d", "-s", "s", "-x", "80", "-y", "24", &cmd]);
+    assert!(out.status.success(), "tmux: {}", common::text(&out.stderr));
+    tmux.cmd(&[
+        "send-keys",
+        "-t",
+        "s",
+        "stty size; echo size-$((1+1))",
+        "Enter",
+    ]);
+    tmux.wait_for("24 80");
+    tmux.wait_for("size-2");
+    // A resize of our terminal reaches the container's pty through SIGWINCH.
+    let out = tmux.cmd(&["resize-window", "-t", "s", "-x", "100", "-y", "30"]);
+    assert!(
+        out.status.success(),
+        "resize: {}",
+        common::text(&out.stderr)
+    );
+    tmux.cmd(&[
+        "send-keys",
+        "-t",
+        "s",
+        "clear; stty size; echo resized-$((2+1))",
+        "Enter",
+    ]);
+    tmux.wait_for("resized-3");
+    let pane = tmux.pane();
+    assert!(
+        pane.contains("30 100"),
+        "stty size after the resize: {pane}"
+    );
+    tmux.cmd(&["send-keys", "-t", "s", "exit", "Enter"]);
+    common::wait_until(std::time::Duration::from_secs(30), "keel run exits", || {
+        !tmux.cmd(&["has-session", "-t", "s"]).status.success()
+    });
+}
