@@ -7,13 +7,13 @@ SHELL := /bin/bash
 CARGO ?= cargo
 TEST_THREADS ?= 2
 # Debian packages the demo and the integration tests need.
-DEB_PACKAGES := busybox-static jq runc libseccomp-dev libc6-dev tmux
+DEB_PACKAGES := busybox-static jq runc libseccomp-dev libc6-dev tmux containerd podman conmon
 RELEASE_BIN := target/release/keel
 LEAK_SNAPSHOT := target/leakcheck.snapshot
 # apt-get needs root; use sudo when make runs as another user.
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: help deps build debug demo test test-v2 lint fmt clean bench
+.PHONY: help deps build debug demo test test-v2 lint fmt clean bench client-tests client-tests-runc install
 
 help:
 	@echo 'make deps    install missing Debian packages ($(DEB_PACKAGES))'
@@ -22,6 +22,9 @@ help:
 	@echo 'make demo    run a busybox container with the release build (root)'
 	@echo 'make test    fmt, clippy, unit tests, integration tests under leakcheck'
 	@echo 'make test-v2 cgroup integration tests in a cgroup-v2-only qemu guest (root)'
+	@echo 'make client-tests       containerd (ctr) and podman with keel as the runtime (root)'
+	@echo 'make client-tests-runc  the same scenarios with runc as the runtime'
+	@echo 'make install keel, man pages, completions under $$(DESTDIR)$$(PREFIX) (/usr/local)'
 	@echo 'make lint    cargo fmt --check, clippy, shell syntax'
 	@echo 'make fmt     cargo fmt'
 	@echo 'make clean   cargo clean, demo and test leftovers'
@@ -78,6 +81,7 @@ test: deps
 	hack/leakcheck.sh snapshot $(LEAK_SNAPSHOT)
 	@rc=0; \
 	$(CARGO) test --no-fail-fast --test '*' -- --test-threads=$(TEST_THREADS) || rc=$$?; \
+	hack/client-tests.sh target/debug/keel || { [[ $$rc -ne 0 ]] || rc=1; }; \
 	hack/compare-runc.sh target/debug/keel || { [[ $$rc -ne 0 ]] || rc=1; }; \
 	hack/test-v2.sh || { [[ $$rc -ne 0 ]] || rc=1; }; \
 	hack/leakcheck.sh check $(LEAK_SNAPSHOT) || { [[ $$rc -ne 0 ]] || rc=1; }; \
@@ -106,6 +110,30 @@ clean:
 	else \
 		rm -rf "$$rootfs"; \
 	fi
+
+# containerd (through ctr and the runc shim) and podman (through conmon),
+# each private to a temp dir, with keel as the runtime; `make test` runs it
+# too. client-tests-runc runs the same scenarios with runc, to check them.
+client-tests: deps debug
+	hack/client-tests.sh target/debug/keel
+
+client-tests-runc: deps
+	hack/client-tests.sh runc
+
+# keel, its man pages (keel(8), keel-COMMAND(8)) and bash/zsh/fish
+# completions. The pages and completions are generated from the clap
+# definitions by xtask/, a package of its own, so that clap_mangen and
+# clap_complete are build tools only and never dependencies of keel.
+PREFIX ?= /usr/local
+GEN_DIR := target/gen
+install: build
+	$(CARGO) run --manifest-path xtask/Cargo.toml --target-dir target/xtask -- gen-docs $(GEN_DIR)
+	install -Dm755 $(RELEASE_BIN) $(DESTDIR)$(PREFIX)/bin/keel
+	install -d $(DESTDIR)$(PREFIX)/share/man/man8
+	install -m644 $(GEN_DIR)/man/*.8 $(DESTDIR)$(PREFIX)/share/man/man8/
+	install -Dm644 $(GEN_DIR)/completions/keel.bash $(DESTDIR)$(PREFIX)/share/bash-completion/completions/keel
+	install -Dm644 $(GEN_DIR)/completions/_keel $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_keel
+	install -Dm644 $(GEN_DIR)/completions/keel.fish $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/keel.fish
 
 # Not part of `make test`: times keel against crun and runc (hack/bench.sh
 # installs what it needs) and refreshes docs/performance.md.
