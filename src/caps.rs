@@ -44,16 +44,21 @@ pub fn plan(c: &LinuxCapabilities) -> Result<CapsPlan, String> {
 /// Before the uid switch: shrink the bounding set (needs CAP_SETPCAP, which we still have).
 pub fn drop_bounding(p: &CapsPlan) -> Result<(), Fail> {
     // Capabilities this kernel does not know are skipped rather than failing the drop.
+    // One PR_CAPBSET_DROP per capability (dropping an absent one succeeds); the
+    // set is only read when a drop fails: EINVAL is a capability this kernel
+    // does not know, and EPERM is fine for one that is already gone.
     for cap in caps::all() {
-        if !p.bounding.contains(&cap) && caps::has_cap(None, CapSet::Bounding, cap).unwrap_or(false)
-        {
-            caps::drop(None, CapSet::Bounding, cap).map_err(|_| {
-                Fail::errno(
+        if !p.bounding.contains(&cap) && caps::drop(None, CapSet::Bounding, cap).is_err() {
+            let e = nix::errno::Errno::last();
+            if e != nix::errno::Errno::EINVAL
+                && caps::has_cap(None, CapSet::Bounding, cap).unwrap_or(false)
+            {
+                return Err(Fail::errno(
                     "dropping bounding capability",
                     cap.to_string().as_bytes(),
-                    nix::errno::Errno::last(),
-                )
-            })?;
+                    e,
+                ));
+            }
         }
     }
     Ok(())
@@ -72,7 +77,14 @@ pub fn apply(p: &CapsPlan) -> Result<(), Fail> {
         .map_err(fail("setting inheritable capabilities"))?;
     // Ambient caps must be permitted and inheritable; raising one that is not is EPERM.
     caps::clear(None, CapSet::Ambient).map_err(fail("clearing ambient capabilities"))?;
-    for cap in &p.ambient {
+    // The kernel only takes ambient caps that are permitted and inheritable; runc's
+    // own `runc spec` lists ambient caps without inheritable ones and runc ignores
+    // the refusal, so those are skipped here rather than failing the container.
+    for cap in p
+        .ambient
+        .iter()
+        .filter(|c| p.permitted.contains(c) && p.inheritable.contains(c))
+    {
         caps::raise(None, CapSet::Ambient, *cap).map_err(fail("raising ambient capability"))?;
     }
     Ok(())

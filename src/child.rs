@@ -110,6 +110,8 @@ impl<T> StageOf<T> for Result<T, Fail> {
 fn setup(plan: &Plan, fds: &Inherited<'_>) -> Staged<(CString, Vec<CString>)> {
     use nix::sys::prctl;
     let _ = prctl::set_name(c"keel:[init]");
+    // execCPUAffinity.initial, before anything else runs here.
+    plan.attrs.apply_initial().stage(Stage::Process)?;
     // Die with the parent while it still drives us; cleared before `Ready`.
     prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
         .ctx("prctl(PR_SET_PDEATHSIG)", b"")
@@ -129,17 +131,17 @@ fn setup(plan: &Plan, fds: &Inherited<'_>) -> Staged<(CString, Vec<CString>)> {
             .ctx("sync", b"")
             .stage(Stage::Namespaces)?;
     }
-    if plan.ns.new_user || plan.cgroup_sync {
+    // With only the cgroup placement (v1) to wait for, the wait is deferred to
+    // just before the device nodes: the parent's first write to cgroup.procs
+    // can block for an RCU grace period (milliseconds), which the mounts overlap.
+    // Bind sources the parent opens for us (user namespace or idmapped binds) come before Go.
+    let needs_sources = crate::userns::needs_sources(plan);
+    let defer_go =
+        plan.cgroup_sync && !plan.ns.new_user && !plan.unshare_cgroupns && !needs_sources;
+    let mut sources: Vec<Option<OwnedFd>> = Vec::new();
+    if (plan.ns.new_user || plan.cgroup_sync || needs_sources) && !defer_go {
         // The parent writes our id maps and/or moves us into the container's cgroup.
-        match fds.chan.recv() {
-            Ok(Some(Msg::Go)) => {}
-            _ => {
-                return Err((
-                    Stage::Namespaces,
-                    Fail::msg("waiting for the parent to place us", b""),
-                ))
-            }
-        }
+        sources = wait_go_with_sources(plan, fds).stage(Stage::Namespaces)?;
     }
     if plan.ns.new_user {
         // We still carry the host's ids, unmapped here: become the namespace's root
@@ -188,8 +190,15 @@ fn setup(plan: &Plan, fds: &Inherited<'_>) -> Staged<(CString, Vec<CString>)> {
     }
     // The rootfs, all relative to one fd, then the switch.
     let root = Rootfs::prepare(&plan.rootfs, plan.root_propagation).stage(Stage::Rootfs)?;
-    for m in &plan.mounts {
-        root.mount_one(m).stage(Stage::Rootfs)?;
+    for (i, m) in plan.mounts.iter().enumerate() {
+        let source = sources.get_mut(i).and_then(Option::take);
+        root.mount_one_from(m, source.as_ref().map(|f| f.as_fd()))
+            .stage(Stage::Rootfs)?;
+    }
+    if defer_go {
+        // In the container's cgroup before mknod (the devices controller) and
+        // before anything of the container runs.
+        wait_go(fds).stage(Stage::Namespaces)?;
     }
     if plan.setup_dev {
         let old = umask(Mode::empty());
@@ -241,11 +250,15 @@ fn setup(plan: &Plan, fds: &Inherited<'_>) -> Staged<(CString, Vec<CString>)> {
             .stage(Stage::Terminal)?;
     }
 
+    // AppArmor takes effect at execve; as runc, set while still root and before NNP.
+    plan.attrs.apply_apparmor().stage(Stage::Process)?;
     if plan.process.no_new_privs {
         nix::sys::prctl::set_no_new_privs()
             .ctx("prctl(PR_SET_NO_NEW_PRIVS)", b"")
             .stage(Stage::Identity)?;
     }
+    // Scheduler, I/O priority, personality, memory policy: runc's order, with caps still held.
+    plan.attrs.apply().stage(Stage::Process)?;
     let setgroups_ok = !plan.ns.new_user
         || std::fs::read_to_string("/proc/self/setgroups")
             .map(|s| s.trim() == "allow")
@@ -283,6 +296,30 @@ fn setup(plan: &Plan, fds: &Inherited<'_>) -> Staged<(CString, Vec<CString>)> {
         env.push(process::home_env(plan.process.uid));
     }
     Ok((exe, env))
+}
+
+/// The parent's `Go`: id maps written and/or placed in the container's cgroup.
+fn wait_go(fds: &Inherited<'_>) -> Result<(), Fail> {
+    match fds.chan.recv() {
+        Ok(Some(Msg::Go)) => Ok(()),
+        _ => Err(Fail::msg("waiting for the parent to place us", b"")),
+    }
+}
+
+/// [`wait_go`], first taking the bind sources the parent opened: `MountFd(i, fd)`
+/// messages, returned by mount index.
+fn wait_go_with_sources(plan: &Plan, fds: &Inherited<'_>) -> Result<Vec<Option<OwnedFd>>, Fail> {
+    let mut sources: Vec<Option<OwnedFd>> = Vec::new();
+    loop {
+        match fds.chan.recv() {
+            Ok(Some(Msg::Go)) => return Ok(sources),
+            Ok(Some(Msg::MountFd(i, fd))) if (i as usize) < plan.mounts.len() => {
+                sources.resize_with(plan.mounts.len(), || None);
+                sources[i as usize] = Some(fd);
+            }
+            _ => return Err(Fail::msg("waiting for the parent to place us", b"")),
+        }
+    }
 }
 
 /// Load the filter; with NOTIFY rules, hand the listener to the parent (which
@@ -344,6 +381,10 @@ fn exec(plan: &Plan, fds: &Inherited<'_>, exe: CString, env: Vec<CString>) -> ! 
     sys::reset_signals();
     let argv = process::ptrs(&plan.process.args);
     let envp = process::ptrs(&env);
+    // execCPUAffinity.final, before a filter that might refuse sched_setaffinity.
+    if let Err(e) = plan.attrs.apply_final() {
+        die("sched_setaffinity (execCPUAffinity.final)", b"", e);
+    }
     if let Some(p) = seccomp {
         if let Err(e) = crate::seccomp::install(p) {
             die("loading the seccomp filter", b"", e);

@@ -140,6 +140,8 @@ struct ExecPlan {
     cgroup_sync: bool,
     new_user: bool,
     preserve_fds: u32,
+    /// Scheduler, I/O priority, CPU affinity, AppArmor; the init's personality.
+    attrs: crate::attrs::AttrsPlan,
 }
 
 const NS_ORDER: [(&str, libc::c_int); 8] = [
@@ -229,6 +231,12 @@ pub fn exec(dir: ContainerDir, process: &Process, o: &ExecOptions) -> Result<i32
         return Err(LaunchError::Usage("container not running".into()));
     }
     let seccomp = load_seccomp(&dir)?;
+    let attrs = crate::attrs::plan_exec(
+        process,
+        crate::attrs::read_personality(st.pid),
+        crate::attrs::Host::probe(),
+    )
+    .map_err(LaunchError::Usage)?;
     let cg: Option<&Cgroup> = st.cgroup.as_ref();
     let plan = ExecPlan {
         new_user: joins.iter().any(|j| j.name == "user"),
@@ -239,6 +247,7 @@ pub fn exec(dir: ContainerDir, process: &Process, o: &ExecOptions) -> Result<i32
         seccomp,
         cgroup_sync: cg.is_some_and(|c| c.clone_into_fd().is_none()),
         preserve_fds: o.preserve_fds,
+        attrs,
     };
     drop(init);
     // Holding the lock for the process's lifetime would block `kill`, `state`, `delete`.
@@ -253,6 +262,9 @@ pub fn exec(dir: ContainerDir, process: &Process, o: &ExecOptions) -> Result<i32
         )?;
     }
     let cgroup_fd = cg.and_then(|c| c.clone_into_fd());
+    // The child is in the container's pid namespace from birth: it must never be
+    // dumpable there (CVE-2016-9962), so it inherits non-dumpable from us.
+    nix::sys::prctl::set_dumpable(false).op("prctl(PR_SET_DUMPABLE)")?;
     let cloned =
         match sys::clone3_fork(0, cgroup_fd.as_ref().map(|f| f.as_raw_fd())).op("clone3")? {
             None => {
@@ -349,6 +361,13 @@ fn child(plan: &ExecPlan, ch: &Channel) -> ! {
                 sys::exit_now(1);
             }
             sys::reset_signals();
+            if let Err(e) = plan.attrs.apply_final() {
+                report(
+                    ch,
+                    Stage::Exec,
+                    Fail::new("sched_setaffinity (execCPUAffinity.final)", b"", e),
+                );
+            }
             if let Some(p) = plan.seccomp.as_ref().filter(|_| plan.process.no_new_privs) {
                 // As late as possible: nothing of keel's runs after it but execve.
                 if let Err(e) = crate::seccomp::install(p) {
@@ -382,6 +401,7 @@ fn at<T>(r: Result<T, Fail>, s: Stage) -> Staged<T> {
 fn child_setup(plan: &ExecPlan, ch: &Channel) -> Staged<(CString, Vec<CString>)> {
     use nix::sys::prctl;
     let _ = prctl::set_name(c"keel:[exec]");
+    at(plan.attrs.apply_initial(), Stage::Process)?;
     at(
         prctl::set_dumpable(false).ctx("prctl(PR_SET_DUMPABLE)", b""),
         Stage::Namespaces,
@@ -430,12 +450,14 @@ fn child_setup(plan: &ExecPlan, ch: &Channel) -> Staged<(CString, Vec<CString>)>
         )?;
     }
     at(process::set_rlimits(&plan.process), Stage::Process)?;
+    at(plan.attrs.apply_apparmor(), Stage::Process)?;
     if plan.process.no_new_privs {
         at(
             prctl::set_no_new_privs().ctx("prctl(PR_SET_NO_NEW_PRIVS)", b""),
             Stage::Identity,
         )?;
     }
+    at(plan.attrs.apply(), Stage::Process)?;
     if let Some(p) = plan.seccomp.as_ref().filter(|_| !plan.process.no_new_privs) {
         // Without no_new_privs loading needs CAP_SYS_ADMIN: before the caps are dropped.
         at(

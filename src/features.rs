@@ -33,9 +33,9 @@ pub const NAMESPACES: [&str; 8] = [
 ];
 
 /// Whether idmapped mounts (`idmap`/`ridmap`, mount `uidMappings`/`gidMappings`)
-/// are implemented. They are not: config validation refuses them, and the
-/// two options are left out of `mountOptions`.
-pub const IDMAP_MOUNTS: bool = false;
+/// are implemented: yes, through `mount_setattr(MOUNT_ATTR_IDMAP)` on bind
+/// mounts (src/userns.rs); tests/userns.rs checks them.
+pub const IDMAP_MOUNTS: bool = true;
 
 /// Mount options that only idmapped mounts use.
 const IDMAP_OPTIONS: [&str; 2] = ["idmap", "ridmap"];

@@ -155,6 +155,8 @@ fn spawn_in_cgroup(
     namespaces::enter_for_children(&plan.ns)?;
     // On cgroup v2 the init is born in its cgroup; elsewhere the parent moves it.
     let cgroup_fd = cg.clone_into_fd();
+    // Non-dumpable from birth (CVE-2016-9962): the child inherits it from us.
+    nix::sys::prctl::set_dumpable(false).op("prctl(PR_SET_DUMPABLE)")?;
 
     let cloned = match sys::clone3_fork(
         plan.ns.clone_flags,
@@ -194,9 +196,16 @@ fn spawn_in_cgroup(
     };
     let mut hook_state: Option<State> = None;
     // Step 2 of the protocol: maps (after the child's UserNs) and the cgroup move, then Go.
+    let sources = crate::userns::needs_sources(plan);
     let go = |maps: bool| -> Result<(), LaunchError> {
         if maps {
             namespaces::write_id_maps(pid, &plan.ns)?;
+        }
+        if sources {
+            // Bind sources opened in the child's mount namespace with our credentials.
+            for (i, fd) in crate::userns::open_sources(pid, plan)? {
+                parent_end.send_mount_fd(i, fd.as_fd()).op("sync")?;
+            }
         }
         if plan.cgroup_sync {
             cg.add_pid(pid)?;
@@ -204,8 +213,17 @@ fn spawn_in_cgroup(
         parent_end.send_go().op("sync")?;
         Ok(())
     };
-    if plan.cgroup_sync && !plan.ns.new_user {
-        go(false).map_err(fail)?;
+    if (plan.cgroup_sync || sources) && !plan.ns.new_user {
+        if let Err(e) = go(false) {
+            // The init does not wait for Go before its mounts (child.rs): if it
+            // failed first, its own error is queued on the channel; after the
+            // kill the channel reaches EOF, so this recv cannot block.
+            let e = fail(e);
+            return Err(match parent_end.recv() {
+                Ok(Some(Msg::Error(ce))) => SyncError::Child(ce).into(),
+                _ => e,
+            });
+        }
     }
 
     let mut console = None;
@@ -253,6 +271,15 @@ fn spawn_in_cgroup(
                     }
                     _ => fail(SyncError::Child(e).into()),
                 })
+            }
+            Ok(Some(Msg::MountFd(..))) => {
+                return Err(fail(
+                    SyncError::Unexpected {
+                        got: "mount-fd",
+                        want: "ready",
+                    }
+                    .into(),
+                ))
             }
             Ok(Some(Msg::Go)) => {
                 return Err(fail(
@@ -318,13 +345,26 @@ fn new_state(plan: &Plan, spec: &Spec, pid: i32) -> Result<State, SysError> {
     })
 }
 
+/// The effective user's name from /etc/passwd, else the uid as a number. Not
+/// getpwuid: NSS cannot be used from a statically linked glibc binary.
 fn owner_name() -> String {
-    let uid = nix::unistd::geteuid();
-    nix::unistd::User::from_uid(uid)
+    let uid = nix::unistd::geteuid().as_raw();
+    fs::read("/etc/passwd")
         .ok()
-        .flatten()
-        .map(|u| u.name)
+        .and_then(|p| passwd_name(&p, uid).map(str::to_owned))
         .unwrap_or_else(|| uid.to_string())
+}
+
+/// The name of the first entry of a passwd(5) file whose uid is `uid`.
+fn passwd_name(passwd: &[u8], uid: u32) -> Option<&str> {
+    passwd.split(|&b| b == b'\n').find_map(|line| {
+        let mut f = line.split(|&b| b == b':');
+        let (name, _pw, u) = (f.next()?, f.next()?, f.next()?);
+        let u: u32 = std::str::from_utf8(u).ok()?.parse().ok()?;
+        (u == uid && !name.is_empty())
+            .then(|| std::str::from_utf8(name).ok())
+            .flatten()
+    })
 }
 
 /// `--pidfd-socket` (runc 1.2): one message to the unix socket at `socket`, the
@@ -549,5 +589,29 @@ pub fn wait_exit(pidfd: &OwnedFd, timeout: Duration) -> Result<(), Errno> {
             Ok(_) | Err(Errno::EINTR) => continue,
             Err(e) => return Err(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::passwd_name;
+
+    #[test]
+    fn passwd_name_finds_the_uid() {
+        let p = b"root:x:0:0:root:/root:/bin/bash\n\
+                  # comment\n\
+                  \n\
+                  broken\n\
+                  daemon:x:1:1::/usr/sbin:/usr/sbin/nologin\n\
+                  dup:x:1:1::/:/bin/sh\n\
+                  :x:7:7::/:/bin/sh\n\
+                  nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin";
+        assert_eq!(passwd_name(p, 0), Some("root"));
+        assert_eq!(passwd_name(p, 1), Some("daemon"));
+        assert_eq!(passwd_name(p, 65534), Some("nobody"));
+        assert_eq!(passwd_name(p, 7), None);
+        assert_eq!(passwd_name(p, 42), None);
+        assert_eq!(passwd_name(b"", 0), None);
+        assert_eq!(passwd_name(b"a:x:notanumber:0::/:", 0), None);
     }
 }

@@ -4,6 +4,7 @@
 //! the child ([`child`]) only executes that plan. Only [`sys`] may use `unsafe`.
 #![deny(unsafe_code)]
 
+pub mod attrs;
 pub mod caps;
 pub mod cgroups;
 pub mod child;
@@ -11,6 +12,7 @@ pub mod cli;
 pub mod devices;
 pub mod error;
 pub mod exec;
+pub mod exeseal;
 pub mod features;
 pub mod hooks;
 pub mod launch;
@@ -28,6 +30,7 @@ pub mod sync;
 #[allow(unsafe_code)]
 pub mod sys;
 pub mod terminal;
+pub mod userns;
 
 /// Version line printed by `keel --version`, in runc's layout.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -37,6 +37,18 @@ pub struct MountPlan {
     pub kind: MountKind,
     pub opts: MountOptions,
     pub data: Option<CString>,
+    /// An idmapped bind (`idmap`/`ridmap` or the mount's own uid/gid mappings).
+    pub idmap: Option<Idmap>,
+}
+
+/// The mapping of an idmapped mount, as uid_map/gid_map lines: the mount's own
+/// `uidMappings`/`gidMappings`, or the container's when the mount has none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Idmap {
+    pub uid_map: String,
+    pub gid_map: String,
+    /// `ridmap`: submounts of an rbind are idmapped too.
+    pub recursive: bool,
 }
 
 /// How to show cgroups at the destination.
@@ -111,6 +123,13 @@ pub fn plan(
         if opts.is_bind() {
             opts.flags |= libc::MS_BIND;
         }
+        let idmap = idmap_plan(spec, m, &opts).map_err(err)?;
+        if idmap.is_some() && !matches!(kind, MountKind::Bind { .. }) {
+            return Err(err(
+                "idmapped mounts (idmap, ridmap, uidMappings, gidMappings) must be bind mounts"
+                    .into(),
+            ));
+        }
         let data = (!opts.data.is_empty())
             .then(|| CString::new(opts.data.clone()))
             .transpose()
@@ -120,9 +139,56 @@ pub fn plan(
             kind,
             opts,
             data,
+            idmap,
         });
     }
     Ok(out)
+}
+
+/// uid_map/gid_map lines ("containerID hostID size\n" each).
+pub fn id_map_lines(maps: &[oci_spec::runtime::LinuxIdMapping]) -> String {
+    maps.iter()
+        .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
+        .collect()
+}
+
+/// The idmap of one mount: the mount's own mappings, else the container's.
+fn idmap_plan(
+    spec: &Spec,
+    m: &oci_spec::runtime::Mount,
+    opts: &MountOptions,
+) -> Result<Option<Idmap>, String> {
+    let (own_u, own_g) = (m.uid_mappings().as_deref(), m.gid_mappings().as_deref());
+    if opts.idmap.is_none() && own_u.is_none() && own_g.is_none() {
+        return Ok(None);
+    }
+    let (u, g) = match (own_u, own_g) {
+        (Some(u), Some(g)) => (u, g),
+        (None, None) => {
+            let l = spec.linux().as_ref();
+            (
+                l.and_then(|l| l.uid_mappings().as_deref())
+                    .unwrap_or_default(),
+                l.and_then(|l| l.gid_mappings().as_deref())
+                    .unwrap_or_default(),
+            )
+        }
+        (Some(_), None) => return Err("uidMappings given without gidMappings".into()),
+        (None, Some(_)) => return Err("gidMappings given without uidMappings".into()),
+    };
+    if u.is_empty() || g.is_empty() {
+        return Err("an idmapped mount needs uidMappings and gidMappings, on the mount or in linux.uidMappings/gidMappings".into());
+    }
+    for (name, list) in [("uidMappings", u), ("gidMappings", g)] {
+        if let Some(i) = list.iter().position(|x| x.size() == 0) {
+            return Err(format!("{name}[{i}].size: must be greater than 0"));
+        }
+    }
+    Ok(Some(Idmap {
+        uid_map: id_map_lines(u),
+        gid_map: id_map_lines(g),
+        recursive: opts.idmap == Some(true),
+    }))
 }
 
 /// The container's own cgroup on each hierarchy, shown where the host has it.
@@ -195,7 +261,11 @@ impl<'a> Rootfs<'a> {
             None::<&CStr>,
         )
         .ctx("setting propagation of", b"/")?;
-        make_parent_private(host)?;
+        // After a recursive slave, private or unbindable change nothing is shared
+        // any more: no need to read mountinfo for the rootfs's parent mount.
+        if propagation & libc::MS_REC == 0 || propagation & libc::MS_SHARED != 0 {
+            make_parent_private(host)?;
+        }
         mount(
             Some(host),
             host,
@@ -294,6 +364,17 @@ impl<'a> Rootfs<'a> {
 
     /// Perform one planned mount.
     pub fn mount_one(&self, m: &MountPlan) -> Result<(), Fail> {
+        self.mount_one_from(m, None)
+    }
+
+    /// Perform one planned mount; a bind whose source the parent opened
+    /// (`source`: an O_PATH fd, or for an idmapped mount a detached tree) uses it.
+    pub fn mount_one_from(
+        &self,
+        m: &MountPlan,
+        source: Option<BorrowedFd<'_>>,
+    ) -> Result<(), Fail> {
+        self.refuse_inside_proc(m)?;
         match &m.kind {
             MountKind::Bind { src, src_is_dir } => {
                 let target = self.ensure(&m.dest, *src_is_dir)?;
@@ -301,14 +382,27 @@ impl<'a> Rootfs<'a> {
                 if m.opts.is_recursive_bind() {
                     flags |= MsFlags::MS_REC;
                 }
-                mount(
-                    Some(src.as_c_str()),
-                    &fd_path(target.as_fd()),
-                    None::<&CStr>,
-                    flags,
-                    None::<&CStr>,
-                )
-                .ctx_mount("bind mounting", src, &self.show(&m.dest))?;
+                match source {
+                    Some(tree) if m.idmap.is_some() => sys::move_mount(tree, target.as_fd())
+                        .ctx_mount("moving idmapped mount", src, &self.show(&m.dest))?,
+                    // The parent opened the source: no path lookup with our (mapped) credentials.
+                    Some(fd) => mount(
+                        Some(fd_path(fd).as_path()),
+                        &fd_path(target.as_fd()),
+                        None::<&CStr>,
+                        flags,
+                        None::<&CStr>,
+                    )
+                    .ctx_mount("bind mounting", src, &self.show(&m.dest))?,
+                    None => mount(
+                        Some(src.as_c_str()),
+                        &fd_path(target.as_fd()),
+                        None::<&CStr>,
+                        flags,
+                        None::<&CStr>,
+                    )
+                    .ctx_mount("bind mounting", src, &self.show(&m.dest))?,
+                }
                 let extra = m.opts.flags & !(libc::MS_BIND | libc::MS_REC | libc::MS_REMOUNT);
                 if extra != 0 {
                     self.remount_bind(&m.dest, extra)?;
@@ -410,6 +504,40 @@ impl<'a> Rootfs<'a> {
         )
         .map(drop)
         .ctx("mount target is a symlink:", &self.show(rel))
+    }
+
+    /// Nothing but procfs may be mounted inside /proc (CVE-2019-16884: a mount
+    /// over /proc/self/attr silently voids the LSM label written there), except
+    /// runc's lxcfs allow-list. Checked on the resolved target, whatever path led there.
+    fn refuse_inside_proc(&self, m: &MountPlan) -> Result<(), Fail> {
+        const LXCFS: &[&[u8]] = &[
+            b"proc/cpuinfo",
+            b"proc/diskstats",
+            b"proc/meminfo",
+            b"proc/stat",
+            b"proc/swaps",
+            b"proc/uptime",
+            b"proc/loadavg",
+            b"proc/slabinfo",
+            b"proc/sys/kernel/ns_last_pid",
+            b"proc/sys/crypto/fips_enabled",
+        ];
+        if matches!(&m.kind, MountKind::Fs { fstype, .. } if fstype.to_bytes() == b"proc")
+            || LXCFS.contains(&m.dest.to_bytes())
+        {
+            return Ok(());
+        }
+        let Ok(fd) = self.open(&m.dest, 0) else {
+            return Ok(());
+        };
+        match nix::sys::statfs::fstatfs(fd.as_fd()) {
+            Ok(st) if st.filesystem_type().0 == PROC_SUPER_MAGIC => Err(Fail::new(
+                "refusing a mount inside /proc at",
+                &self.show(&m.dest),
+                Errno::EPERM,
+            )),
+            _ => Ok(()),
+        }
     }
 
     fn check_proc(&self, rel: &CStr) -> Result<(), Fail> {

@@ -5,7 +5,7 @@
 use std::ffi::CString;
 use std::fs::File;
 use std::os::fd::{AsFd, OwnedFd};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use nix::sched::{setns, unshare, CloneFlags};
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
@@ -170,12 +170,10 @@ pub fn enter_for_children(p: &NsPlan) -> Result<(), SysError> {
     Ok(())
 }
 
-/// Parent side, after clone: write the child's id maps (new user namespace only).
+/// Parent side, after clone: write the child's id maps (new user namespace only;
+/// setgroups and newuidmap/newgidmap as runc does: see [`crate::userns`]).
 pub fn write_id_maps(pid: i32, p: &NsPlan) -> Result<(), SysError> {
-    let base = PathBuf::from(format!("/proc/{pid}"));
-    std::fs::write(base.join("uid_map"), &p.uid_map).at("writing", base.join("uid_map"))?;
-    std::fs::write(base.join("gid_map"), &p.gid_map).at("writing", base.join("gid_map"))?;
-    Ok(())
+    crate::userns::write_id_maps(pid, p)
 }
 
 pub fn cpath(c: &CString) -> &Path {

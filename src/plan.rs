@@ -50,6 +50,8 @@ pub struct Plan {
     pub hooks: Option<oci_spec::runtime::Hooks>,
     /// `linux.seccomp`, compiled here (parent) and loaded by the init just before execve.
     pub seccomp: Option<crate::seccomp::Program>,
+    /// Personality, scheduler, I/O priority, CPU affinity, memory policy, AppArmor ([`crate::attrs`]).
+    pub attrs: crate::attrs::AttrsPlan,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -96,6 +98,7 @@ impl Plan {
             },
             opts,
             data: None,
+            idmap: None,
         });
         let var = CString::new(format!("NOTIFY_SOCKET={}", crate::notify::CONTAINER_SOCKET))
             .unwrap_or_default();
@@ -260,6 +263,8 @@ pub fn build(
         unshare_cgroupns,
         hooks: crate::hooks::validate(spec.hooks().as_ref()).map_err(invalid)?,
         seccomp,
+        attrs: crate::attrs::plan(spec.process().as_ref(), linux, crate::attrs::Host::probe())
+            .map_err(invalid)?,
     })
 }
 

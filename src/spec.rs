@@ -89,6 +89,9 @@ fn decode_error(err: serde_path_to_error::Error<serde_json::Error>) -> SpecError
         Some(name) if field.starts_with("linux.seccomp.") => {
             crate::seccomp::unknown_value(&field, name).unwrap_or_else(|| msg.to_string())
         }
+        Some(name) if crate::attrs::unknown_value(&field, name).is_some() => {
+            crate::attrs::unknown_value(&field, name).unwrap_or_default()
+        }
         // oci-spec says "no variant for CAP_FOO (converted to FOO)".
         None if field.starts_with("process.capabilities.")
             && msg.starts_with("no variant for ") =>

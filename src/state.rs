@@ -249,7 +249,7 @@ impl ContainerDir {
 
 /// Field 22 (starttime) of /proc/<pid>/stat, and whether the task is a zombie.
 pub fn proc_start_time(pid: i32) -> Result<(u64, bool), Errno> {
-    let s = fs::read_to_string(format!("/proc/{pid}/stat")).map_err(|_| Errno::ESRCH)?;
+    let s = crate::sys::read_small(format!("/proc/{pid}/stat")).map_err(|_| Errno::ESRCH)?;
     // comm may hold spaces and parens: fields restart after the last ')'.
     let rest = &s[s.rfind(')').ok_or(Errno::EINVAL)? + 2..];
     let mut fields = rest.split(' ');

@@ -4,6 +4,7 @@
 //! | step | child (keel:[init])                  | parent (keel create / run)                     |
 //! |------|--------------------------------------|------------------------------------------------|
 //! | 1    | `UserNs` (only with a new userns) -> | writes uid_map / gid_map                       |
+//! | 1b   |                                   <- | `MountFd(i, fd)` per bind source opened by the parent (userns or idmapped binds) |
 //! | 2    |                                   <- | `Go`                                           |
 //! | 2b   | `Hooks` (prestart..startContainer hooks only; mounts done, before pivot_root) -> | runs prestart and createRuntime hooks (a failure kills the child), replies `Go` + the state JSON (status "creating", host pid); the child runs createContainer |
 //! | 3    | `Console(fd)` (terminal only) ->     | sends the pty master to --console-socket or keeps it for the relay |
@@ -33,6 +34,7 @@ const K_READY: u8 = 4;
 const K_ERROR: u8 = 5;
 const K_SECCOMP_FD: u8 = 6;
 const K_HOOKS: u8 = 7;
+const K_MOUNT_FD: u8 = 8;
 
 /// Largest datagram: an error with its op and path.
 const MAX_MSG: usize = 1024;
@@ -46,6 +48,8 @@ pub enum Msg {
     Error(ChildError),
     SeccompFd(OwnedFd),
     Hooks,
+    /// Parent → child before `Go`: the source of `mounts[index]`, opened by the parent.
+    MountFd(u32, OwnedFd),
 }
 
 impl Msg {
@@ -58,6 +62,7 @@ impl Msg {
             Msg::Error(_) => "error",
             Msg::SeccompFd(_) => "seccomp-fd",
             Msg::Hooks => "hooks",
+            Msg::MountFd(..) => "mount-fd",
         }
     }
 }
@@ -129,6 +134,11 @@ impl Channel {
 
     pub fn send_seccomp_fd(&self, listener: BorrowedFd<'_>) -> Result<(), Errno> {
         self.send_raw(&[K_SECCOMP_FD], Some(listener.as_raw_fd()))
+    }
+
+    pub fn send_mount_fd(&self, index: u32, fd: BorrowedFd<'_>) -> Result<(), Errno> {
+        let i = index.to_le_bytes();
+        self.send_raw(&[K_MOUNT_FD, i[0], i[1], i[2], i[3]], Some(fd.as_raw_fd()))
     }
 
     pub fn send_hooks(&self) -> Result<(), Errno> {
@@ -214,6 +224,10 @@ impl Channel {
             K_CONSOLE => Msg::Console(fd.ok_or(Errno::EBADMSG)?),
             K_SECCOMP_FD => Msg::SeccompFd(fd.ok_or(Errno::EBADMSG)?),
             K_HOOKS => Msg::Hooks,
+            K_MOUNT_FD if n == 5 => Msg::MountFd(
+                u32::from_le_bytes([buf[1], buf[2], buf[3], buf[4]]),
+                fd.ok_or(Errno::EBADMSG)?,
+            ),
             K_ERROR if n >= 7 => {
                 let stage = Stage::from_u8(buf[1]).ok_or(Errno::EBADMSG)?;
                 let errno = i32::from_le_bytes([buf[2], buf[3], buf[4], buf[5]]);

@@ -51,7 +51,7 @@ use std::path::Path;
 use nix::errno::Errno;
 use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType};
 
-use super::{write_file, CgroupError};
+use super::{errno_of, CgroupError};
 use crate::sys::bpf::{self, BpfInsn};
 
 const FIELD: &str = "linux.resources.devices";
@@ -97,14 +97,35 @@ pub fn apply_v1(dir: &Path, rules: &[LinuxDeviceCgroup]) -> Result<(), CgroupErr
         return Ok(());
     }
     let current = read_list(dir)?;
+    // One open per file, one write(2) per rule (the kernel takes one rule per write).
+    let (mut allow, mut deny) = (None, None);
     for rule in current.transition(&target) {
-        let file = if rule.allow {
-            "devices.allow"
+        let (file, slot) = if rule.allow {
+            ("devices.allow", &mut allow)
         } else {
-            "devices.deny"
+            ("devices.deny", &mut deny)
         };
-        write_file(dir, file, &rule.to_string(), FIELD)?;
+        let value = rule.to_string();
+        let path = dir.join(file);
+        let fail = |e: std::io::Error| CgroupError::Write {
+            field: FIELD.to_string(),
+            file: path.clone(),
+            value: value.clone(),
+            errno: errno_of(&e),
+        };
+        if slot.is_none() {
+            *slot = Some(
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .map_err(fail)?,
+            );
+        }
+        if let Some(f) = slot.as_mut() {
+            std::io::Write::write_all(f, value.as_bytes()).map_err(fail)?;
+        }
     }
+    drop((allow, deny));
     let after = read_list(dir)?;
     let ok = if target.default_allow {
         // An allow-all cgroup's deny exceptions are not listed: only the mode can be checked.
@@ -147,7 +168,7 @@ pub fn apply_v2(dir: &Path, rules: &[LinuxDeviceCgroup]) -> Result<(), CgroupErr
 
 /// runc's test: "0 0 4294967295" in uid_map means the initial user namespace.
 fn in_user_namespace() -> bool {
-    match fs::read_to_string("/proc/self/uid_map") {
+    match crate::sys::read_small("/proc/self/uid_map") {
         Ok(s) => s.split_whitespace().collect::<Vec<_>>() != ["0", "0", "4294967295"],
         Err(_) => false,
     }

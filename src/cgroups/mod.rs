@@ -153,7 +153,7 @@ fn clean_path(p: &str) -> Result<PathBuf, CgroupError> {
 
 /// The caller's cgroup on each hierarchy, from /proc/self/cgroup: (controllers, path).
 fn own_cgroups() -> Vec<(String, PathBuf)> {
-    let s = fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let s = crate::sys::read_small("/proc/self/cgroup").unwrap_or_default();
     s.lines()
         .filter_map(|l| {
             let mut it = l.splitn(3, ':');
@@ -165,7 +165,7 @@ fn own_cgroups() -> Vec<(String, PathBuf)> {
 
 /// v1 hierarchies mounted under /sys/fs/cgroup: (mount dir, controllers).
 fn v1_hierarchies() -> Vec<(PathBuf, Vec<String>)> {
-    let info = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let info = crate::sys::read_small("/proc/self/mountinfo").unwrap_or_default();
     let mut out = Vec::new();
     for line in info.lines() {
         let Some((pre, post)) = line.split_once(" - ") else {

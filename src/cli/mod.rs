@@ -231,6 +231,12 @@ pub enum Cmd {
 
 /// runc accepts `-root` as well as `--root`: rewrite single-dash long flags.
 fn normalise_args(args: Vec<String>) -> Vec<String> {
+    // Building the clap command to list the long flags is costly: only done
+    // when some argument looks like `-flag` (rare: runc-style callers).
+    let candidate = |a: &String| a.len() > 2 && a.starts_with('-') && !a.starts_with("--");
+    if !args.iter().take_while(|a| *a != "--").any(candidate) {
+        return args;
+    }
     let mut longs = Vec::new();
     fn collect(c: &clap::Command, out: &mut Vec<String>) {
         for a in c.get_arguments() {
@@ -265,6 +271,12 @@ fn normalise_args(args: Vec<String>) -> Vec<String> {
 
 /// Run the command line; returns the process exit code.
 pub fn main() -> i32 {
+    // Errors are printed with `{:#}`, never with their backtrace: do not let
+    // RUST_BACKTRACE make anyhow capture one for each error (costly in a
+    // static binary, where the unwinder first sorts every FDE).
+    if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
+        std::env::set_var("RUST_LIB_BACKTRACE", "0");
+    }
     let args = normalise_args(std::env::args().collect());
     let cli = match Cli::try_parse_from(args) {
         Ok(c) => c,
@@ -295,6 +307,11 @@ pub fn main() -> i32 {
         let _ = Cli::command().print_help();
         return 1;
     };
+    // CVE-2019-5736: these run keel's code inside the container until execve, and a
+    // container can make its process exec /proc/self/exe (docs/security.md).
+    if matches!(cmd, Cmd::Create(_) | Cmd::Run { .. } | Cmd::Exec(_)) {
+        crate::exeseal::ensure_sealed();
+    }
     let fail_code = if matches!(cmd, Cmd::Run { .. } | Cmd::Exec(_)) {
         255
     } else {

@@ -2,7 +2,9 @@
 //! neither `nix` nor `std` cover. Each returns `Errno`; callers add the
 //! operation and the path (see [`crate::error::At`]).
 
+pub mod attrs;
 pub mod bpf;
+pub mod exeseal;
 pub mod seccomp;
 
 use std::ffi::CStr;
@@ -152,6 +154,71 @@ pub fn mount_setattr(
             flags,
             &attr as *const MountAttr,
             std::mem::size_of::<MountAttr>(),
+        )
+    };
+    Errno::result(rc).map(drop)
+}
+
+/// mount_setattr(2) that only changes propagation (MS_SLAVE, MS_PRIVATE...) of the mount `fd` refers to.
+pub fn mount_setattr_propagation(
+    fd: BorrowedFd<'_>,
+    recursive: bool,
+    propagation: u64,
+) -> Result<(), Errno> {
+    let attr = MountAttr {
+        attr_set: 0,
+        attr_clr: 0,
+        propagation,
+        userns_fd: 0,
+    };
+    let mut flags = libc::AT_EMPTY_PATH as libc::c_uint;
+    if recursive {
+        flags |= libc::AT_RECURSIVE as libc::c_uint;
+    }
+    // SAFETY: the empty path is a valid C string, `attr` a valid mount_attr of the given size.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            flags,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    Errno::result(rc).map(drop)
+}
+
+pub const OPEN_TREE_CLONE: libc::c_uint = 1;
+
+/// open_tree(2) with OPEN_TREE_CLONE (and AT_RECURSIVE if `recursive`): a detached
+/// copy of the mount at `path`, close-on-exec.
+pub fn open_tree_clone(path: &CStr, recursive: bool) -> Result<OwnedFd, Errno> {
+    let mut flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint;
+    if recursive {
+        flags |= libc::AT_RECURSIVE as libc::c_uint;
+    }
+    // SAFETY: `path` is NUL-terminated; the other arguments are integers.
+    let rc = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, path.as_ptr(), flags) };
+    let fd = Errno::result(rc)? as RawFd;
+    // SAFETY: a fresh fd owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x04;
+const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
+
+/// move_mount(2) of the (detached) mount `from` onto the file or directory `to`.
+pub fn move_mount(from: BorrowedFd<'_>, to: BorrowedFd<'_>) -> Result<(), Errno> {
+    // SAFETY: both paths are the empty C string; the fds are borrowed for the call.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            from.as_raw_fd(),
+            c"".as_ptr(),
+            to.as_raw_fd(),
+            c"".as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
         )
     };
     Errno::result(rc).map(drop)
@@ -392,4 +459,27 @@ pub fn readlinkat(dir: BorrowedFd<'_>, name: &CStr) -> Result<Vec<u8>, Errno> {
     let n = Errno::result(n)? as usize;
     buf.truncate(n);
     Ok(buf)
+}
+
+/// A small file (procfs, cgroupfs) read whole: open, read into a 4 KiB buffer
+/// until EOF, close. fs::read_to_string also stats the file and, as procfs
+/// reports a size of 0, grows its buffer from 32 bytes over several reads.
+pub fn read_small(path: impl AsRef<std::path::Path>) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)?;
+    let mut buf = vec![0u8; 4096];
+    let mut len = 0;
+    loop {
+        if len == buf.len() {
+            buf.resize(buf.len() * 2, 0);
+        }
+        match f.read(&mut buf[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buf.truncate(len);
+    String::from_utf8(buf).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
 }
