@@ -637,7 +637,7 @@ Measured $date on $os, kernel $kernel, $cores cores ($model), cgroup v1
 hybrid layout (see the method). Load average before / after the run:
 $LOAD_BEFORE / $(cut -d' ' -f1-3 /proc/loadavg).
 
-Runtimes: $(first_line "$keel" --version) (commit $commit$dirty, \`cargo build --release\`,
+Runtimes: $(first_line "$keel" --version) (commit $commit$dirty, \`make build\`,
 sha256 $(sha256sum "$keel" | cut -c1-12)),
 $(first_line crun --version), $(first_line runc --version); $(first_line hyperfine --version).
 
