@@ -6,7 +6,7 @@ mod common;
 
 use std::fs;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
@@ -49,27 +49,6 @@ fn processes_of(id: &str, dir: &Path) -> Vec<(i32, String)> {
             .any(|l| fs::read_link(proc_dir.join(l)).is_ok_and(|p| p.starts_with(dir)));
         if by_id || by_path {
             found.push((pid, args.join(" ")));
-        }
-    }
-    found
-}
-
-/// Cgroup directories named after the container (keel's default
-/// cgroupsPath is `/<id>`), on every hierarchy (v1 and v2 alike).
-fn cgroups_of(id: &str) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    if !id.starts_with(common::MARKER) {
-        return found;
-    }
-    let root = Path::new("/sys/fs/cgroup");
-    let direct = root.join(id);
-    if direct.exists() {
-        found.push(direct);
-    }
-    for h in fs::read_dir(root).into_iter().flatten().flatten() {
-        let p = h.path().join(id);
-        if p.exists() {
-            found.push(p);
         }
     }
     found
@@ -124,7 +103,7 @@ fn assert_left_nothing(b: &Bundle, id: &str, what: &str) {
     assert!(procs.is_empty(), "{what}: processes left: {procs:?}");
     let mounts = mounts_mentioning(&b.dir);
     assert!(mounts.is_empty(), "{what}: mounts left: {mounts:?}");
-    let cgroups = cgroups_of(id);
+    let cgroups = common::cgroups_named(id);
     assert!(cgroups.is_empty(), "{what}: cgroups left: {cgroups:?}");
 }
 

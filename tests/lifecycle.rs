@@ -59,27 +59,6 @@ fn wait_dead(pid: i32, start: u64, what: &str) {
     });
 }
 
-/// Cgroup directories named after the container (keel's default
-/// cgroupsPath is `/<id>`), on every hierarchy (v1 and v2 alike).
-fn cgroups_of(id: &str) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    if !id.starts_with(common::MARKER) {
-        return found;
-    }
-    let root = Path::new("/sys/fs/cgroup");
-    let direct = root.join(id);
-    if direct.exists() {
-        found.push(direct);
-    }
-    for h in fs::read_dir(root).into_iter().flatten().flatten() {
-        let p = h.path().join(id);
-        if p.exists() {
-            found.push(p);
-        }
-    }
-    found
-}
-
 fn state_dir(b: &Bundle) -> PathBuf {
     b.root.join(&b.id)
 }
@@ -308,7 +287,7 @@ fn create_start_exit_moves_through_created_running_stopped() {
         "delete left {}",
         state_dir(&b).display()
     );
-    let cgroups = cgroups_of(&b.id);
+    let cgroups = common::cgroups_named(&b.id);
     assert!(cgroups.is_empty(), "delete left {cgroups:?}");
     let out = b.keel(&["state", &b.id]);
     assert_failed(&out, "state after delete", &["does not exist"]);
@@ -488,7 +467,7 @@ fn delete_refuses_running_and_force_kills() {
         state_dir(&b).display()
     );
     wait_dead(pid, start, "delete --force");
-    let cgroups = cgroups_of(&b.id);
+    let cgroups = common::cgroups_named(&b.id);
     assert!(cgroups.is_empty(), "delete --force left {cgroups:?}");
     let out = b.keel(&["state", &b.id]);
     assert_failed(&out, "state after delete --force", &["does not exist"]);
@@ -506,7 +485,7 @@ fn delete_of_created_container_kills_its_init() {
     let start = live_process(pid, "created init");
     assert_eq!(b.status(), "created");
     assert!(
-        !cgroups_of(&b.id).is_empty(),
+        !common::cgroups_named(&b.id).is_empty(),
         "no cgroup named {} on any hierarchy",
         b.id
     );
@@ -514,7 +493,7 @@ fn delete_of_created_container_kills_its_init() {
     b.delete();
     assert!(!state_dir(&b).exists(), "delete left the state dir");
     wait_dead(pid, start, "delete of a created container");
-    let cgroups = cgroups_of(&b.id);
+    let cgroups = common::cgroups_named(&b.id);
     assert!(cgroups.is_empty(), "delete left {cgroups:?}");
     assert_eq!(b.container_stdout(), "", "the process ran on delete");
 }

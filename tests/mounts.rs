@@ -20,7 +20,6 @@ use std::fs;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use common::Bundle;
 use serde_json::json;
@@ -326,18 +325,7 @@ fn runc_seen(runc: &Path, b: &mut Bundle, script: &str) -> Seen {
         .stderr(fs::File::create(&err_path).unwrap())
         .spawn()
         .expect("spawn runc");
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait runc") {
-            break s;
-        }
-        if start.elapsed() > common::command_timeout() {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("runc run {id}: still running after the deadline");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let status = common::wait_child(&mut child, &format!("runc run {id}"));
     let stdout = common::text(&fs::read(&out_path).unwrap_or_default());
     let stderr = common::text(&fs::read(&err_path).unwrap_or_default());
     assert!(status.success(), "runc run: {status}\n{stdout}\n{stderr}");

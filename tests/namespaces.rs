@@ -9,7 +9,6 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Instant;
 
 use common::Bundle;
 use serde_json::json;
@@ -440,18 +439,7 @@ fn run_in_cgroup(b: &mut Bundle, cg: &TempCgroup, cmd: &[&str]) -> String {
         .stderr(File::create(&err_path).unwrap())
         .spawn()
         .expect("spawn sh");
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait") {
-            break s;
-        }
-        if start.elapsed() > common::command_timeout() {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("keel run in a cgroup: still running after the deadline");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    };
+    let status = common::wait_child(&mut child, "keel run in a cgroup");
     let out = common::text(&fs::read(&out_path).unwrap_or_default());
     let err = common::text(&fs::read(&err_path).unwrap_or_default());
     assert!(

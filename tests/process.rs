@@ -9,7 +9,6 @@ use std::fs::{self, File};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Instant;
 
 use common::Bundle;
 use serde_json::json;
@@ -52,18 +51,7 @@ fn keel_via_sh(
         .stderr(File::create(&err_path).unwrap())
         .spawn()
         .expect("spawn sh");
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait sh") {
-            break status;
-        }
-        if start.elapsed() > common::command_timeout() {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("keel {args:?} via sh: still running after the deadline");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    };
+    let status = common::wait_child(&mut child, &format!("keel {args:?} via sh"));
     (
         common::exit_code(status),
         common::text(&fs::read(&out_path).unwrap_or_default()),

@@ -925,3 +925,41 @@ impl Drop for Bundle {
         }
     }
 }
+
+/// Cgroup directories named after a test container (keel's default cgroupsPath
+/// is `/<id>`), on every hierarchy (v1 and v2 alike).
+pub fn cgroups_named(id: &str) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    if !id.starts_with(MARKER) {
+        return found;
+    }
+    let root = Path::new("/sys/fs/cgroup");
+    let direct = root.join(id);
+    if direct.exists() {
+        found.push(direct);
+    }
+    for h in fs::read_dir(root).into_iter().flatten().flatten() {
+        let p = h.path().join(id);
+        if p.exists() {
+            found.push(p);
+        }
+    }
+    found
+}
+
+/// Wait for a child process with the harness's deadline; kill it and panic
+/// with `what` if it outlives it.
+pub fn wait_child(child: &mut std::process::Child, what: &str) -> ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        if start.elapsed() > command_timeout() {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what}: still running after the deadline");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
