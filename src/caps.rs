@@ -53,7 +53,7 @@ pub fn drop_bounding(p: &CapsPlan) -> Result<(), Fail> {
             if e != nix::errno::Errno::EINVAL
                 && caps::has_cap(None, CapSet::Bounding, cap).unwrap_or(false)
             {
-                return Err(Fail::errno(
+                return Err(Fail::new(
                     "dropping bounding capability",
                     cap.to_string().as_bytes(),
                     e,
@@ -66,7 +66,7 @@ pub fn drop_bounding(p: &CapsPlan) -> Result<(), Fail> {
 
 /// After the uid switch: the final permitted, inheritable, effective and ambient sets.
 pub fn apply(p: &CapsPlan) -> Result<(), Fail> {
-    let fail = |what: &'static str| move |_| Fail::errno(what, b"", nix::errno::Errno::last());
+    let fail = |what: &'static str| move |_| Fail::new(what, b"", nix::errno::Errno::last());
     // Each call is one capset(2), and effective must stay within permitted at every
     // step: shrink effective first, then permitted, then inheritable.
     caps::set(None, CapSet::Effective, &p.effective)

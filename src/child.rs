@@ -32,9 +32,6 @@ impl Fail {
             errno: e as i32,
         }
     }
-    pub fn errno(op: &'static str, path: &[u8], e: Errno) -> Self {
-        Self::new(op, path, e)
-    }
     pub fn msg(op: &'static str, path: &[u8]) -> Self {
         Fail {
             op,

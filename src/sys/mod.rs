@@ -141,6 +141,11 @@ pub fn mount_setattr(
         propagation: 0,
         userns_fd: userns_fd.map(|f| f as u64).unwrap_or(0),
     };
+    setattr(fd, recursive, &attr)
+}
+
+/// The mount_setattr(2) call itself, on the mount `fd` refers to (AT_EMPTY_PATH).
+fn setattr(fd: BorrowedFd<'_>, recursive: bool, attr: &MountAttr) -> Result<(), Errno> {
     let mut flags = libc::AT_EMPTY_PATH as libc::c_uint;
     if recursive {
         flags |= libc::AT_RECURSIVE as libc::c_uint;
@@ -152,7 +157,7 @@ pub fn mount_setattr(
             fd.as_raw_fd(),
             c"".as_ptr(),
             flags,
-            &attr as *const MountAttr,
+            attr as *const MountAttr,
             std::mem::size_of::<MountAttr>(),
         )
     };
@@ -171,22 +176,7 @@ pub fn mount_setattr_propagation(
         propagation,
         userns_fd: 0,
     };
-    let mut flags = libc::AT_EMPTY_PATH as libc::c_uint;
-    if recursive {
-        flags |= libc::AT_RECURSIVE as libc::c_uint;
-    }
-    // SAFETY: the empty path is a valid C string, `attr` a valid mount_attr of the given size.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            fd.as_raw_fd(),
-            c"".as_ptr(),
-            flags,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    };
-    Errno::result(rc).map(drop)
+    setattr(fd, recursive, &attr)
 }
 
 pub const OPEN_TREE_CLONE: libc::c_uint = 1;
