@@ -51,7 +51,9 @@ runtime=$(realpath -e -- "$runtime") || die "$runtime: not found"
 [[ -x $runtime ]] || die "$runtime is not executable"
 rt_name=${runtime##*/}
 is_keel=0
-"$runtime" --version 2>/dev/null | grep -q '^keel version' && is_keel=1
+# Captured first: under pipefail, `grep -q` ending early may fail the pipe.
+version_text=$("$runtime" --version 2>/dev/null)
+[[ $version_text == "keel version"* ]] && is_keel=1
 
 timeout_s=${CLIENT_TIMEOUT:-60}
 
@@ -306,7 +308,7 @@ TOML
 		cat "$cd_dir/import.log" >&2
 		return 1
 	}
-	ctr_ images ls -q | grep -qxF "$image_ref" || {
+	grep -qxF "$image_ref" <<<"$(ctr_ images ls -q)" || {
 		ctr_ images ls >&2
 		return 1
 	}
@@ -361,7 +363,7 @@ ctr_detached_tests() {
 	# ps: the runtime's `ps --format json`.
 	run_to "$o" "$e" ctr_ task ps c-det
 	rc=$?
-	if [[ $rc == 0 ]] && awk 'NR > 1 { print $1 }' "$o" | grep -qxF "$pid" && [[ $(wc -l <"$o") -ge 3 ]]; then
+	if [[ $rc == 0 ]] && grep -qxF "$pid" <<<"$(awk 'NR > 1 { print $1 }' "$o")" && [[ $(wc -l <"$o") -ge 3 ]]; then
 		ok "ctr task ps: lists the init and its child"
 	else
 		not_ok "ctr task ps: lists the init and its child" "exit $rc, init $pid" "$(cat "$o" "$e")"

@@ -360,3 +360,33 @@ impl DirStr for Bundle {
         self.dir.to_str().unwrap().to_owned()
     }
 }
+
+/// A reader that goes away (`keel features | head -c1`, `grep -q` on the
+/// version) ends keel quietly with the status of a SIGPIPE death, never with
+/// a panic (101) or an error message.
+#[test]
+fn a_closed_stdout_ends_keel_quietly_as_sigpipe_would() {
+    for args in [
+        &["--version"][..],
+        &["features"][..],
+        &["spec", "--help"][..],
+    ] {
+        let (r, w) = nix::unistd::pipe().unwrap();
+        drop(r);
+        let out = common::keel_cmd()
+            .args(args)
+            .stdout(Stdio::from(w))
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        let code = common::exit_code(out.status);
+        let stderr = text(&out.stderr);
+        if args[0] == "spec" {
+            // clap prints help itself; it must not panic either.
+            assert_ne!(code, 101, "keel {args:?}: panicked: {stderr}");
+            continue;
+        }
+        assert_eq!(code, 141, "keel {args:?}: status {code}, stderr: {stderr}");
+        assert!(stderr.is_empty(), "keel {args:?}: stderr: {stderr}");
+    }
+}

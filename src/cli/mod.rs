@@ -295,13 +295,19 @@ pub fn main() -> i32 {
     };
     logging::init(cli.log.clone(), format, cli.debug);
     if cli.version {
-        println!(
-            "keel version {}\ncommit: {}\nspec: {}",
+        // One write: a reader that stops after the first line (`grep -q`)
+        // must not turn the rest into EPIPE.
+        let text = format!(
+            "keel version {}\ncommit: {}\nspec: {}\n",
             crate::VERSION,
             option_env!("KEEL_COMMIT").unwrap_or("unknown"),
             crate::OCI_VERSION
         );
-        return 0;
+        return match std::io::stdout().lock().write_all(text.as_bytes()) {
+            Ok(()) => 0,
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => SIGPIPE_STATUS,
+            Err(_) => 1,
+        };
     }
     let Some(cmd) = cli.cmd else {
         let _ = Cli::command().print_help();
@@ -328,11 +334,28 @@ pub fn main() -> i32 {
     let systemd = cli.systemd_cgroup || cli.cgroup_manager.as_deref() == Some("systemd");
     match dispatch(&cli.root, systemd, cmd) {
         Ok(code) => code,
+        // The reader of our output went away (`keel list | head -1`): end
+        // quietly, as a program killed by SIGPIPE would.
+        Err(e) if is_broken_pipe(&e) => SIGPIPE_STATUS,
         Err(e) => {
             logging::error(&format!("{e:#}"));
             fail_code
         }
     }
+}
+
+/// What a shell reports for a process killed by SIGPIPE; keel ignores the
+/// signal (Rust's runtime does) and exits with this status instead.
+const SIGPIPE_STATUS: i32 = 128 + libc::SIGPIPE;
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            || c.downcast_ref::<serde_json::Error>()
+                .and_then(|j| j.io_error_kind())
+                == Some(std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 fn dispatch(root: &Path, systemd: bool, cmd: Cmd) -> Result<i32> {
