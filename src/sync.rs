@@ -156,10 +156,15 @@ impl Channel {
     /// Receive the `Go` that answers `Hooks` and return its state document
     /// (of any size: the datagram's length is peeked first).
     pub fn recv_go_state(&self) -> Result<Vec<u8>, Errno> {
-        let recv = |buf: &mut [u8], flags: MsgFlags| loop {
-            match nix::sys::socket::recv(self.fd.as_raw_fd(), buf, flags) {
-                Err(Errno::EINTR) => continue,
-                r => return r,
+        let recv = |buf: &mut [u8], flags: MsgFlags| {
+            let mut reset_seen = false;
+            loop {
+                match nix::sys::socket::recv(self.fd.as_raw_fd(), buf, flags) {
+                    Err(Errno::EINTR) => continue,
+                    // As in `recv`: the reset comes before what is queued.
+                    Err(Errno::ECONNRESET) if !reset_seen => reset_seen = true,
+                    r => return r,
+                }
             }
         };
         let len = recv(&mut [0u8; 1], MsgFlags::MSG_PEEK | MsgFlags::MSG_TRUNC)?;
@@ -192,6 +197,7 @@ impl Channel {
     pub fn recv(&self) -> Result<Option<Msg>, Errno> {
         let mut buf = [0u8; MAX_MSG];
         let mut cmsg = nix::cmsg_space!([RawFd; 1]);
+        let mut reset_seen = false;
         let (n, fd) = loop {
             let mut iov = [IoSliceMut::new(&mut buf)];
             match recvmsg::<()>(
@@ -201,6 +207,14 @@ impl Channel {
                 MsgFlags::MSG_CMSG_CLOEXEC,
             ) {
                 Err(Errno::EINTR) => continue,
+                // A peer that exits with a message of ours unread resets the
+                // connection, and the kernel reports that before the messages
+                // still queued for us (its last one is usually its Error).
+                // The reset is reported once: read on.
+                Err(Errno::ECONNRESET) if !reset_seen => {
+                    reset_seen = true;
+                    continue;
+                }
                 Err(e) => return Err(e),
                 Ok(m) => {
                     let mut fd = None;
