@@ -746,6 +746,7 @@ impl<'a> Rootfs<'a> {
         let host = self.host.to_bytes();
         fchdir(self.fd.as_fd()).ctx("chdir to rootfs", host)?;
         if no_pivot {
+            self.hide_host_proc_sys()?;
             mount(
                 Some(c"."),
                 c"/",
@@ -775,6 +776,122 @@ impl<'a> Rootfs<'a> {
         }
         chdir(c"/").ctx("chdir", b"/")
     }
+
+    /// --no-pivot keeps the old root's mounts in our namespace, under the rootfs moved
+    /// onto "/": unreachable by path, but a full procfs or sysfs among them lets the
+    /// kernel allow fresh, unmasked procfs mounts inside the container (its
+    /// mount_too_revealing check), defeating maskedPaths. Detach them (covering with a
+    /// tmpfs where that is not allowed), as runc's msMoveRoot does.
+    fn hide_host_proc_sys(&self) -> Result<(), Fail> {
+        let info = std::fs::read_to_string("/proc/self/mountinfo")
+            .map_err(|e| Fail::io("reading", b"/proc/self/mountinfo", &e))?;
+        let mounts: Vec<MountInfo<'_>> = info.lines().filter_map(MountInfo::parse).collect();
+        let root_id = mount_id(self.fd.as_fd(), self.host)?;
+        let under_rootfs = |m: &MountInfo<'_>| {
+            let mut id = m.id;
+            // Bounded: a parent cycle (the namespace root is its own parent) ends it.
+            for _ in 0..=mounts.len() {
+                if id == root_id {
+                    return true;
+                }
+                match mounts.iter().find(|p| p.id == id) {
+                    Some(p) if p.parent != id => id = p.parent,
+                    _ => return false,
+                }
+            }
+            false
+        };
+        for m in mounts
+            .iter()
+            .filter(|m| matches!(m.fstype, "proc" | "sysfs"))
+        {
+            if under_rootfs(m) {
+                continue;
+            }
+            let point = m.point()?;
+            let shown = point.to_bytes();
+            // A slave first, so that the unmount does not reach the host's peers.
+            match mount(
+                None::<&CStr>,
+                point.as_c_str(),
+                None::<&CStr>,
+                MsFlags::MS_SLAVE | MsFlags::MS_REC,
+                None::<&CStr>,
+            ) {
+                // Gone with a mount detached before it.
+                Err(Errno::ENOENT | Errno::EINVAL) => continue,
+                r => r.ctx("making a host mount a slave:", shown)?,
+            }
+            match umount2(point.as_c_str(), MntFlags::MNT_DETACH) {
+                Ok(()) => {}
+                Err(Errno::EINVAL | Errno::EPERM) => mount(
+                    Some(c"tmpfs"),
+                    point.as_c_str(),
+                    Some(c"tmpfs"),
+                    MsFlags::MS_RDONLY
+                        | MsFlags::MS_NOSUID
+                        | MsFlags::MS_NODEV
+                        | MsFlags::MS_NOEXEC,
+                    None::<&CStr>,
+                )
+                .ctx("covering a host mount with tmpfs:", shown)?,
+                Err(e) => return Err(Fail::new("unmounting a host mount:", shown, e)),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One line of /proc/self/mountinfo.
+struct MountInfo<'a> {
+    id: u64,
+    parent: u64,
+    /// Escaped as in the file (\040 for a space...).
+    raw_point: &'a str,
+    optional: Vec<&'a str>,
+    fstype: &'a str,
+}
+
+impl<'a> MountInfo<'a> {
+    fn parse(line: &'a str) -> Option<Self> {
+        let (pre, post) = line.split_once(" - ")?;
+        let f: Vec<&str> = pre.split(' ').collect();
+        if f.len() < 6 {
+            return None;
+        }
+        Some(MountInfo {
+            id: f[0].parse().ok()?,
+            parent: f[1].parse().ok()?,
+            raw_point: f[4],
+            optional: f[6..].to_vec(),
+            fstype: post.split(' ').next()?,
+        })
+    }
+
+    /// The mount point: mountinfo escapes space, tab, newline and backslash as \ooo.
+    fn point(&self) -> Result<CString, Fail> {
+        let mut point = self.raw_point.to_string();
+        for (esc, c) in [
+            ("\\040", " "),
+            ("\\011", "\t"),
+            ("\\012", "\n"),
+            ("\\134", "\\"),
+        ] {
+            point = point.replace(esc, c);
+        }
+        CString::new(point).map_err(|_| Fail::msg("mount point with NUL", b""))
+    }
+}
+
+/// The id of the mount that `fd` is on (its fdinfo's mnt_id).
+fn mount_id(fd: BorrowedFd<'_>, shown: &CStr) -> Result<u64, Fail> {
+    let fdinfo = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_raw_fd()))
+        .map_err(|e| Fail::io("reading fdinfo of", shown.to_bytes(), &e))?;
+    fdinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("mnt_id:"))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| Fail::msg("no mnt_id in the fdinfo of", shown.to_bytes()))
 }
 
 /// MS_* flags that an unprivileged remount must keep (nosuid, nodev, noexec, atime).
@@ -804,35 +921,20 @@ fn locked_flags(fd: BorrowedFd<'_>) -> libc::c_ulong {
 fn make_parent_private(host: &CStr) -> Result<(), Fail> {
     let fd = sys::openat2(cwd_fd(), host, libc::O_PATH | libc::O_DIRECTORY, 0, 0)
         .ctx("opening rootfs", host.to_bytes())?;
-    let fdinfo = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_raw_fd()))
-        .map_err(|e| Fail::io("reading fdinfo of", host.to_bytes(), &e))?;
+    let id = mount_id(fd.as_fd(), host)?;
     let info = std::fs::read_to_string("/proc/self/mountinfo")
         .map_err(|e| Fail::io("reading", b"/proc/self/mountinfo", &e))?;
-    let Some(id) = fdinfo.lines().find_map(|l| l.strip_prefix("mnt_id:")) else {
-        return Ok(());
-    };
-    let Some(fields) = info
+    let Some(m) = info
         .lines()
-        .filter_map(|l| l.split_once(" - "))
-        .map(|(pre, _)| pre.split(' ').collect::<Vec<&str>>())
-        .find(|f| f.len() > 5 && f[0] == id.trim())
+        .filter_map(MountInfo::parse)
+        .find(|m| m.id == id)
     else {
         return Ok(());
     };
-    if !fields[6..].iter().any(|o| o.starts_with("shared:")) {
+    if !m.optional.iter().any(|o| o.starts_with("shared:")) {
         return Ok(());
     }
-    // Mount points in mountinfo escape space, tab, newline and backslash as \ooo.
-    let mut point = fields[4].to_string();
-    for (esc, c) in [
-        ("\\040", " "),
-        ("\\011", "\t"),
-        ("\\012", "\n"),
-        ("\\134", "\\"),
-    ] {
-        point = point.replace(esc, c);
-    }
-    let point = CString::new(point).map_err(|_| Fail::msg("mount point with NUL", b""))?;
+    let point = m.point()?;
     mount(
         None::<&CStr>,
         point.as_c_str(),

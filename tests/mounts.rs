@@ -1439,3 +1439,46 @@ fn no_pivot_sees_rootfs_as_root() {
     assert!(at(m, "/proc").fstype == "proc");
     assert!(at(m, "/dev/pts").fstype == "devpts");
 }
+
+/// T-19: under --no-pivot the old root's mounts stay in the container's mount
+/// namespace. A full host procfs among them would let the kernel allow a fresh,
+/// unmasked procfs in a user namespace inside the container (runc's
+/// no_pivot.bats); keel detaches them, so the mount fails as with pivot_root.
+#[test]
+fn t19_no_pivot_does_not_allow_an_unmasked_procfs() {
+    if !common::require_root() {
+        return;
+    }
+    let probe = "unshare -U -r -m -p -f sh -c 'mount -t proc proc /proc && echo MOUNTED'; \
+                 echo \"done: yes\"";
+    for (name, flags) in [
+        ("mnt-t19-pivot", &[][..]),
+        ("mnt-t19-nopivot", &["--no-pivot"][..]),
+    ] {
+        let mut b = Bundle::new(name);
+        // Mapping uid 0 in a user namespace needs CAP_SETFCAP (Docker's
+        // default set has it); nothing here gives CAP_SYS_ADMIN.
+        for set in ["bounding", "effective", "permitted"] {
+            let mut caps = b.config["process"]["capabilities"][set].clone();
+            caps.as_array_mut().unwrap().push(json!("CAP_SETFCAP"));
+            b.set(&format!("/process/capabilities/{set}"), caps);
+        }
+        b.args(&["sh", "-c", probe]).write();
+        let dir = b.dir.to_str().unwrap().to_owned();
+        let mut args = vec!["run"];
+        args.extend_from_slice(flags);
+        args.extend_from_slice(&["--bundle", &dir, &b.id]);
+        let o = b.keel(&args);
+        let (code, out, err) = (
+            common::exit_code(o.status),
+            common::text(&o.stdout),
+            common::text(&o.stderr),
+        );
+        assert_eq!(code, 0, "{name}: {out}{err}");
+        assert!(out.contains("done: yes"), "{name}: {out}{err}");
+        assert!(
+            !out.contains("MOUNTED"),
+            "{name}: a fresh procfs was allowed: {out}"
+        );
+    }
+}
