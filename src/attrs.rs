@@ -97,14 +97,20 @@ pub fn plan(
 
 /// The plan for `exec`: the process's own attributes; the personality is the
 /// init's (`/proc/<pid>/personality`, read by the caller), so that the exec'd
-/// process sees the same machine as the container's process.
+/// process sees the same machine as the container's process; the memory policy
+/// is the container's (saved in state.json at create), as runc applies it to
+/// every process it starts in the container.
 pub fn plan_exec(
     p: &Process,
     init_personality: Option<libc::c_ulong>,
+    memory_policy: Option<&LinuxMemoryPolicy>,
     host: Host,
 ) -> Result<AttrsPlan, String> {
     let mut a = plan_process(p, host)?;
     a.personality = init_personality.filter(|&v| v != PER_LINUX);
+    if let Some(m) = memory_policy {
+        a.mempolicy = mempolicy(m)?;
+    }
     Ok(a)
 }
 
@@ -589,6 +595,25 @@ mod tests {
             "flags": ["MPOL_F_STATIC_NODES", "MPOL_F_RELATIVE_NODES"]})))
         .unwrap_err();
         assert!(e.starts_with("linux.memoryPolicy.flags:"), "{e}");
+    }
+
+    #[test]
+    fn exec_takes_the_containers_memory_policy() {
+        let p = process(serde_json::json!({}));
+        let m: LinuxMemoryPolicy =
+            serde_json::from_value(serde_json::json!({"mode": "MPOL_BIND", "nodes": "0"})).unwrap();
+        let a = plan_exec(&p, None, Some(&m), Host::default()).unwrap();
+        assert_eq!(a.mempolicy, Some((2, vec![1])));
+        assert_eq!(
+            plan_exec(&p, None, None, Host::default())
+                .unwrap()
+                .mempolicy,
+            None
+        );
+        let bad: LinuxMemoryPolicy =
+            serde_json::from_value(serde_json::json!({"mode": "MPOL_BIND"})).unwrap();
+        let e = plan_exec(&p, None, Some(&bad), Host::default()).unwrap_err();
+        assert!(e.starts_with("linux.memoryPolicy.nodes:"), "{e}");
     }
 
     #[test]

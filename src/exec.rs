@@ -140,7 +140,8 @@ struct ExecPlan {
     cgroup_sync: bool,
     new_user: bool,
     preserve_fds: u32,
-    /// Scheduler, I/O priority, CPU affinity, AppArmor; the init's personality.
+    /// Scheduler, I/O priority, CPU affinity, AppArmor; the init's personality,
+    /// the container's memory policy.
     attrs: crate::attrs::AttrsPlan,
 }
 
@@ -234,6 +235,7 @@ pub fn exec(dir: ContainerDir, process: &Process, o: &ExecOptions) -> Result<i32
     let attrs = crate::attrs::plan_exec(
         process,
         crate::attrs::read_personality(st.pid),
+        st.memory_policy.as_ref(),
         crate::attrs::Host::probe(),
     )
     .map_err(LaunchError::Usage)?;

@@ -342,6 +342,10 @@ fn new_state(plan: &Plan, spec: &Spec, pid: i32) -> Result<State, SysError> {
         shared_pidns: !plan.ns.has_pid,
         cgroup: Some(plan.cgroup.clone()),
         hooks: crate::hooks::kept(plan.hooks.as_ref()),
+        memory_policy: spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.memory_policy().clone()),
     })
 }
 

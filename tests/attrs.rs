@@ -136,6 +136,37 @@ fn memory_policy_bind() {
     );
 }
 
+/// The policy field of the first line of a numa_maps file, e.g. `prefer=relative:0`.
+fn task_policy(numa_maps: &str) -> String {
+    numa_maps
+        .lines()
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap_or_else(|| panic!("no policy in numa_maps: {numa_maps:?}"))
+        .to_owned()
+}
+
+#[test]
+fn memory_policy_on_init_and_exec() {
+    if !common::require_root() {
+        return;
+    }
+    // runc's memorypolicy.bats "run and exec": every process of the container gets it.
+    let mut b = Bundle::new("attrs-mpol-exec");
+    b.set(
+        "/linux/memoryPolicy",
+        json!({"mode": "MPOL_PREFERRED", "nodes": "0", "flags": ["MPOL_F_RELATIVE_NODES"]}),
+    );
+    b.args(&["sleep", "1000"]);
+    b.run_detached();
+    let path = format!("/proc/{}/numa_maps", b.pid());
+    let init =
+        task_policy(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}")));
+    assert_eq!(init, "prefer=relative:0");
+    let exec = task_policy(&exec_ok(&b, "cat /proc/self/numa_maps"));
+    assert_eq!(exec, init, "exec'd process without the container's policy");
+}
+
 #[test]
 fn invalid_values_name_the_field() {
     if !common::require_root() {
