@@ -350,12 +350,27 @@ pub fn parse_list(field: &str, s: &str, max: usize) -> Result<Vec<u64>, String> 
     Ok(mask)
 }
 
+/// runtime-spec's names of `process.scheduler.flags` that oci-spec 0.10 spells
+/// otherwise, with oci-spec's spelling (the others are the same in both).
+const SCHED_FLAG_ALIASES: [(&str, &str); 2] = [
+    ("SCHED_FLAG_RESET_ON_FORK", "SCHED_RESET_ON_FORK"),
+    ("SCHED_FLAG_DL_OVERRUN", "SCHED_FLAG_D_L_OVERRUN"),
+];
+
+/// oci-spec's spelling of a scheduler flag that runtime-spec names `name`.
+pub fn sched_flag_alias(name: &str) -> Option<&'static str> {
+    SCHED_FLAG_ALIASES
+        .iter()
+        .find(|(spec, _)| *spec == name)
+        .map(|&(_, oci)| oci)
+}
+
 /// For spec.rs's decode errors: "unknown policy \"SCHED_FOO\"" and friends.
 pub fn unknown_value(field: &str, name: &str) -> Option<String> {
     let what = if field == "process.scheduler.policy" {
         "policy"
     } else if field.starts_with("process.scheduler.flags[") {
-        "scheduler flag"
+        "flag"
     } else if field == "process.ioPriority.class" {
         "class"
     } else if field == "linux.personality.domain" {
@@ -529,6 +544,30 @@ mod tests {
     }
 
     #[test]
+    fn scheduler_flags_by_their_runtime_spec_names() {
+        let bits = [
+            ("SCHED_FLAG_RESET_ON_FORK", 0x01),
+            ("SCHED_FLAG_RECLAIM", 0x02),
+            ("SCHED_FLAG_DL_OVERRUN", 0x04),
+            ("SCHED_FLAG_KEEP_POLICY", 0x08),
+            ("SCHED_FLAG_KEEP_PARAMS", 0x10),
+            ("SCHED_FLAG_UTIL_CLAMP_MIN", 0x20),
+            ("SCHED_FLAG_UTIL_CLAMP_MAX", 0x40),
+        ];
+        for (name, bit) in bits {
+            // What oci-spec takes: the alias where it spells the flag otherwise.
+            let oci = sched_flag_alias(name).unwrap_or(name);
+            let s: Scheduler = serde_json::from_value(
+                serde_json::json!({"policy": "SCHED_OTHER", "flags": [oci]}),
+            )
+            .unwrap_or_else(|e| panic!("{name} as {oci}: {e}"));
+            assert_eq!(sched_attr(&s).unwrap().sched_flags, bit, "{name}");
+        }
+        assert_eq!(sched_flag_alias("SCHED_RESET_ON_FORK"), None);
+        assert_eq!(sched_flag_alias("X"), None);
+    }
+
+    #[test]
     fn io_classes() {
         let io = |j| {
             *process(serde_json::json!({ "ioPriority": j }))
@@ -634,6 +673,10 @@ mod tests {
         assert_eq!(
             unknown_value("process.ioPriority.class", "X").unwrap(),
             "unknown class \"X\""
+        );
+        assert_eq!(
+            unknown_value("process.scheduler.flags[2]", "X").unwrap(),
+            "unknown flag \"X\""
         );
         assert!(unknown_value("process.user.uid", "X").is_none());
     }

@@ -528,7 +528,79 @@ pub fn load_process(path: &Path) -> Result<Process, String> {
     } else {
         fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?
     };
-    let de = &mut serde_json::Deserializer::from_str(&text);
-    serde_path_to_error::deserialize(de)
-        .map_err(|e| format!("{}: {}: {}", path.display(), e.path(), e.inner()))
+    crate::spec::decode(text.as_bytes(), "scheduler.flags").map_err(|e| {
+        if e.is_syntax() {
+            format!("{}: {}", path.display(), e.err)
+        } else {
+            // The messages config.json gets, for the same fields of `process`.
+            let msg = crate::spec::describe(&format!("process.{}", e.field), &e.err);
+            format!("{}: {}: {msg}", path.display(), e.field)
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(name: &str, json: &str) -> Result<Process, String> {
+        let dir =
+            std::env::temp_dir().join(format!("keel-exec-unit-{}-{name}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        fs::write(&path, json).unwrap();
+        let r = load_process(&path).map_err(|e| e.replace(&format!("{}/", dir.display()), ""));
+        fs::remove_dir_all(&dir).unwrap();
+        r
+    }
+
+    const BASE: &str = r#""cwd": "/", "args": ["sh"], "user": {"uid": 0, "gid": 0}"#;
+
+    #[test]
+    fn process_file_takes_runtime_spec_scheduler_flags() {
+        let p = load(
+            "ok.json",
+            &format!(
+                r#"{{{BASE}, "scheduler": {{"policy": "SCHED_BATCH",
+                    "flags": ["SCHED_FLAG_RESET_ON_FORK", "SCHED_FLAG_KEEP_PARAMS"]}}}}"#
+            ),
+        )
+        .unwrap();
+        let s = crate::attrs::sched_attr(p.scheduler().as_ref().unwrap()).unwrap();
+        assert_eq!(s.sched_flags, 0x01 | 0x10);
+    }
+
+    #[test]
+    fn process_file_errors_name_the_file_and_field() {
+        let bad = |name: &str, json: String| load(name, &json).unwrap_err();
+        assert_eq!(
+            bad(
+                "f.json",
+                format!(r#"{{{BASE}, "scheduler": {{"policy": "SCHED_OTHER", "flags": ["X"]}}}}"#)
+            ),
+            r#"f.json: scheduler.flags[0]: unknown flag "X""#
+        );
+        assert_eq!(
+            bad(
+                "g.json",
+                format!(
+                    r#"{{{BASE}, "scheduler": {{"policy": "SCHED_OTHER",
+                        "flags": ["SCHED_FLAG_RESET_ON_FORK", "SCHED_FOO"]}}}}"#
+                )
+            ),
+            r#"g.json: scheduler.flags[1]: unknown flag "SCHED_FOO""#
+        );
+        assert_eq!(
+            bad(
+                "h.json",
+                format!(r#"{{{BASE}, "capabilities": {{"bounding": ["CAP_FOO"]}}}}"#)
+            ),
+            r#"h.json: capabilities.bounding[0]: unknown capability "CAP_FOO""#
+        );
+        let e = bad("i.json", format!("{{{BASE}}} x"));
+        assert!(
+            e.starts_with("i.json: trailing characters at line 1"),
+            "{e}"
+        );
+    }
 }
