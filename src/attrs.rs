@@ -97,14 +97,20 @@ pub fn plan(
 
 /// The plan for `exec`: the process's own attributes; the personality is the
 /// init's (`/proc/<pid>/personality`, read by the caller), so that the exec'd
-/// process sees the same machine as the container's process.
+/// process sees the same machine as the container's process; the memory policy
+/// is the container's (saved in state.json at create), as runc applies it to
+/// every process it starts in the container.
 pub fn plan_exec(
     p: &Process,
     init_personality: Option<libc::c_ulong>,
+    memory_policy: Option<&LinuxMemoryPolicy>,
     host: Host,
 ) -> Result<AttrsPlan, String> {
     let mut a = plan_process(p, host)?;
     a.personality = init_personality.filter(|&v| v != PER_LINUX);
+    if let Some(m) = memory_policy {
+        a.mempolicy = mempolicy(m)?;
+    }
     Ok(a)
 }
 
@@ -344,12 +350,27 @@ pub fn parse_list(field: &str, s: &str, max: usize) -> Result<Vec<u64>, String> 
     Ok(mask)
 }
 
+/// runtime-spec's names of `process.scheduler.flags` that oci-spec 0.10 spells
+/// otherwise, with oci-spec's spelling (the others are the same in both).
+const SCHED_FLAG_ALIASES: [(&str, &str); 2] = [
+    ("SCHED_FLAG_RESET_ON_FORK", "SCHED_RESET_ON_FORK"),
+    ("SCHED_FLAG_DL_OVERRUN", "SCHED_FLAG_D_L_OVERRUN"),
+];
+
+/// oci-spec's spelling of a scheduler flag that runtime-spec names `name`.
+pub fn sched_flag_alias(name: &str) -> Option<&'static str> {
+    SCHED_FLAG_ALIASES
+        .iter()
+        .find(|(spec, _)| *spec == name)
+        .map(|&(_, oci)| oci)
+}
+
 /// For spec.rs's decode errors: "unknown policy \"SCHED_FOO\"" and friends.
 pub fn unknown_value(field: &str, name: &str) -> Option<String> {
     let what = if field == "process.scheduler.policy" {
         "policy"
     } else if field.starts_with("process.scheduler.flags[") {
-        "scheduler flag"
+        "flag"
     } else if field == "process.ioPriority.class" {
         "class"
     } else if field == "linux.personality.domain" {
@@ -523,6 +544,30 @@ mod tests {
     }
 
     #[test]
+    fn scheduler_flags_by_their_runtime_spec_names() {
+        let bits = [
+            ("SCHED_FLAG_RESET_ON_FORK", 0x01),
+            ("SCHED_FLAG_RECLAIM", 0x02),
+            ("SCHED_FLAG_DL_OVERRUN", 0x04),
+            ("SCHED_FLAG_KEEP_POLICY", 0x08),
+            ("SCHED_FLAG_KEEP_PARAMS", 0x10),
+            ("SCHED_FLAG_UTIL_CLAMP_MIN", 0x20),
+            ("SCHED_FLAG_UTIL_CLAMP_MAX", 0x40),
+        ];
+        for (name, bit) in bits {
+            // What oci-spec takes: the alias where it spells the flag otherwise.
+            let oci = sched_flag_alias(name).unwrap_or(name);
+            let s: Scheduler = serde_json::from_value(
+                serde_json::json!({"policy": "SCHED_OTHER", "flags": [oci]}),
+            )
+            .unwrap_or_else(|e| panic!("{name} as {oci}: {e}"));
+            assert_eq!(sched_attr(&s).unwrap().sched_flags, bit, "{name}");
+        }
+        assert_eq!(sched_flag_alias("SCHED_RESET_ON_FORK"), None);
+        assert_eq!(sched_flag_alias("X"), None);
+    }
+
+    #[test]
     fn io_classes() {
         let io = |j| {
             *process(serde_json::json!({ "ioPriority": j }))
@@ -592,6 +637,25 @@ mod tests {
     }
 
     #[test]
+    fn exec_takes_the_containers_memory_policy() {
+        let p = process(serde_json::json!({}));
+        let m: LinuxMemoryPolicy =
+            serde_json::from_value(serde_json::json!({"mode": "MPOL_BIND", "nodes": "0"})).unwrap();
+        let a = plan_exec(&p, None, Some(&m), Host::default()).unwrap();
+        assert_eq!(a.mempolicy, Some((2, vec![1])));
+        assert_eq!(
+            plan_exec(&p, None, None, Host::default())
+                .unwrap()
+                .mempolicy,
+            None
+        );
+        let bad: LinuxMemoryPolicy =
+            serde_json::from_value(serde_json::json!({"mode": "MPOL_BIND"})).unwrap();
+        let e = plan_exec(&p, None, Some(&bad), Host::default()).unwrap_err();
+        assert!(e.starts_with("linux.memoryPolicy.nodes:"), "{e}");
+    }
+
+    #[test]
     fn personality_domains() {
         let p = |d: &str| -> LinuxPersonality {
             serde_json::from_value(serde_json::json!({"domain": d})).unwrap()
@@ -609,6 +673,10 @@ mod tests {
         assert_eq!(
             unknown_value("process.ioPriority.class", "X").unwrap(),
             "unknown class \"X\""
+        );
+        assert_eq!(
+            unknown_value("process.scheduler.flags[2]", "X").unwrap(),
+            "unknown flag \"X\""
         );
         assert!(unknown_value("process.user.uid", "X").is_none());
     }

@@ -320,8 +320,8 @@ fn wait_go_with_sources(plan: &Plan, fds: &Inherited<'_>) -> Result<Vec<Option<O
 }
 
 /// Load the filter; with NOTIFY rules, hand the listener to the parent (which
-/// sends it to the agent) and close our copy.
-fn load_seccomp(p: &crate::seccomp::Program, chan: &Channel) -> Result<(), Fail> {
+/// sends it to the agent) and close our copy. `exec`'s child does the same.
+pub fn load_seccomp(p: &crate::seccomp::Program, chan: &Channel) -> Result<(), Fail> {
     let listener = crate::seccomp::install(p).ctx("loading the seccomp filter", b"")?;
     if let Some(l) = listener {
         chan.send_seccomp_fd(l.as_fd())

@@ -7,7 +7,9 @@
 //! |------|------------------------------------|------------------------------------------|
 //! | 1    |                                 <- | `Go` once the child is in the cgroup (v1/hybrid; v2 clones into it) |
 //! | 2    | `Console(fd)` (tty only) ->        | relays it, or sends it to --console-socket |
-//! | 3    | `Ready` -> then execve             |                                          |
+//! | 2b   | `SeccompFd(fd)` (NOTIFY rules, no no_new_privs) -> | sends it with the state to `listenerPath` |
+//! | 3    | `Ready` ->                         |                                          |
+//! | 3b   | `SeccompFd(fd)` (NOTIFY rules, no_new_privs) -> then execve | as 2b |
 //! | 4    | EOF (exec succeeded) or `Error` -> | pid file (detach) or wait and return the status |
 
 use std::ffi::CString;
@@ -140,7 +142,8 @@ struct ExecPlan {
     cgroup_sync: bool,
     new_user: bool,
     preserve_fds: u32,
-    /// Scheduler, I/O priority, CPU affinity, AppArmor; the init's personality.
+    /// Scheduler, I/O priority, CPU affinity, AppArmor; the init's personality,
+    /// the container's memory policy.
     attrs: crate::attrs::AttrsPlan,
 }
 
@@ -168,7 +171,8 @@ fn ns_differs(pid: i32, name: &str) -> bool {
 /// `exec`: returns the exit code (foreground) or 0 (detached).
 pub fn exec(dir: ContainerDir, process: &Process, o: &ExecOptions) -> Result<i32, LaunchError> {
     let st = dir.load()?;
-    match dir.status(&st) {
+    let status = dir.status(&st);
+    match status {
         Status::Running | Status::Created => {}
         Status::Paused if o.ignore_paused => {}
         Status::Paused => {
@@ -234,6 +238,7 @@ pub fn exec(dir: ContainerDir, process: &Process, o: &ExecOptions) -> Result<i32
     let attrs = crate::attrs::plan_exec(
         process,
         crate::attrs::read_personality(st.pid),
+        st.memory_policy.as_ref(),
         crate::attrs::Host::probe(),
     )
     .map_err(LaunchError::Usage)?;
@@ -289,7 +294,24 @@ pub fn exec(dir: ContainerDir, process: &Process, o: &ExecOptions) -> Result<i32
             .op("sync")
             .map_err(|e| kill(e.into()))?;
     }
-    let console = wait_started(&parent_end, o).map_err(kill)?;
+    // With NOTIFY rules the child hands us the listener for the agent, as runc's
+    // setns process does: its pid, and the container's state.
+    let agent = plan.seccomp.as_ref().filter(|p| p.notify).map(|p| {
+        let state = crate::seccomp::AgentState {
+            oci_version: &st.oci_version,
+            id: &st.id,
+            status: status.as_str(),
+            pid: st.pid,
+            bundle: &st.bundle,
+            annotations: st
+                .annotations
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect(),
+        };
+        (p, crate::seccomp::process_state(p, pid, &state))
+    });
+    let console = wait_started(&parent_end, o, agent).map_err(kill)?;
     if let Some(s) = &o.pidfd_socket {
         crate::launch::send_pidfd(s, cloned.pidfd.as_fd(), "setns").map_err(|e| kill(e.into()))?;
     }
@@ -307,7 +329,9 @@ pub fn exec(dir: ContainerDir, process: &Process, o: &ExecOptions) -> Result<i32
         .map_err(|e| LaunchError::Usage(format!("{e:#}")))
 }
 
-/// The container's seccomp filter, from the program cache that create filled.
+/// The container's seccomp filter, from the program cache that create filled
+/// (runtime-spec's `process` has no seccomp of its own: exec always gets the
+/// container's, as with runc).
 fn load_seccomp(dir: &ContainerDir) -> Result<Option<crate::seccomp::Program>, LaunchError> {
     if !dir.path.join(state::SECCOMP_FILE).exists() {
         return Ok(None);
@@ -316,17 +340,16 @@ fn load_seccomp(dir: &ContainerDir) -> Result<Option<crate::seccomp::Program>, L
     let cache = dir.path.parent().map(crate::seccomp::cache_dir);
     let p = crate::seccomp::compile_cached(&s, cache.as_deref())
         .map_err(|e| LaunchError::Usage(format!("seccomp: {e}")))?;
-    if p.notify {
-        return Err(LaunchError::Usage(
-            "exec into a container whose seccomp profile uses SCMP_ACT_NOTIFY is not supported yet"
-                .into(),
-        ));
-    }
     Ok(Some(p))
 }
 
-/// Until the child has exec'd: console, Ready, then EOF (success) or Error.
-fn wait_started(ch: &Channel, o: &ExecOptions) -> Result<Option<OwnedFd>, LaunchError> {
+/// Until the child has exec'd: console, the seccomp listener (NOTIFY rules:
+/// sent with `agent`'s document), Ready, then EOF (success) or Error.
+fn wait_started(
+    ch: &Channel,
+    o: &ExecOptions,
+    agent: Option<(&crate::seccomp::Program, serde_json::Value)>,
+) -> Result<Option<OwnedFd>, LaunchError> {
     let mut console = None;
     let mut ready = false;
     loop {
@@ -335,6 +358,15 @@ fn wait_started(ch: &Channel, o: &ExecOptions) -> Result<Option<OwnedFd>, Launch
                 Some(sock) => terminal::send_to_socket(sock, m.as_fd())?,
                 None => console = Some(m),
             },
+            Some(Msg::SeccompFd(fd)) => {
+                let Some((p, doc)) = &agent else {
+                    return Err(LaunchError::Sync(SyncError::Unexpected {
+                        got: "seccomp-fd",
+                        want: "ready",
+                    }));
+                };
+                crate::seccomp::send_to_listener(p, fd.as_fd(), doc)?;
+            }
             Some(Msg::Ready) => ready = true,
             Some(Msg::Error(e)) => return Err(SyncError::Child(e).into()),
             // The channel is close-on-exec: EOF after Ready means execve succeeded.
@@ -369,13 +401,11 @@ fn child(plan: &ExecPlan, ch: &Channel) -> ! {
                 );
             }
             if let Some(p) = plan.seccomp.as_ref().filter(|_| plan.process.no_new_privs) {
-                // As late as possible: nothing of keel's runs after it but execve.
-                if let Err(e) = crate::seccomp::install(p) {
-                    report(
-                        ch,
-                        Stage::Exec,
-                        Fail::new("loading the seccomp filter", b"", e),
-                    );
+                // As late as possible: nothing of keel's runs after it but execve
+                // (and, with NOTIFY rules, handing the listener to the parent,
+                // which reads the channel until execve closes it).
+                if let Err(f) = crate::child::load_seccomp(p, ch) {
+                    report(ch, Stage::Exec, f);
                 }
             }
             let argv = process::ptrs(&plan.process.args);
@@ -460,12 +490,7 @@ fn child_setup(plan: &ExecPlan, ch: &Channel) -> Staged<(CString, Vec<CString>)>
     at(plan.attrs.apply(), Stage::Process)?;
     if let Some(p) = plan.seccomp.as_ref().filter(|_| !plan.process.no_new_privs) {
         // Without no_new_privs loading needs CAP_SYS_ADMIN: before the caps are dropped.
-        at(
-            crate::seccomp::install(p)
-                .map(drop)
-                .ctx("loading the seccomp filter", b""),
-            Stage::Identity,
-        )?;
+        at(crate::child::load_seccomp(p, ch), Stage::Identity)?;
     }
     if let Some(c) = &plan.caps {
         at(caps::drop_bounding(c), Stage::Identity)?;
@@ -526,7 +551,79 @@ pub fn load_process(path: &Path) -> Result<Process, String> {
     } else {
         fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?
     };
-    let de = &mut serde_json::Deserializer::from_str(&text);
-    serde_path_to_error::deserialize(de)
-        .map_err(|e| format!("{}: {}: {}", path.display(), e.path(), e.inner()))
+    crate::spec::decode(text.as_bytes(), "scheduler.flags").map_err(|e| {
+        if e.is_syntax() {
+            format!("{}: {}", path.display(), e.err)
+        } else {
+            // The messages config.json gets, for the same fields of `process`.
+            let msg = crate::spec::describe(&format!("process.{}", e.field), &e.err);
+            format!("{}: {}: {msg}", path.display(), e.field)
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(name: &str, json: &str) -> Result<Process, String> {
+        let dir =
+            std::env::temp_dir().join(format!("keel-exec-unit-{}-{name}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        fs::write(&path, json).unwrap();
+        let r = load_process(&path).map_err(|e| e.replace(&format!("{}/", dir.display()), ""));
+        fs::remove_dir_all(&dir).unwrap();
+        r
+    }
+
+    const BASE: &str = r#""cwd": "/", "args": ["sh"], "user": {"uid": 0, "gid": 0}"#;
+
+    #[test]
+    fn process_file_takes_runtime_spec_scheduler_flags() {
+        let p = load(
+            "ok.json",
+            &format!(
+                r#"{{{BASE}, "scheduler": {{"policy": "SCHED_BATCH",
+                    "flags": ["SCHED_FLAG_RESET_ON_FORK", "SCHED_FLAG_KEEP_PARAMS"]}}}}"#
+            ),
+        )
+        .unwrap();
+        let s = crate::attrs::sched_attr(p.scheduler().as_ref().unwrap()).unwrap();
+        assert_eq!(s.sched_flags, 0x01 | 0x10);
+    }
+
+    #[test]
+    fn process_file_errors_name_the_file_and_field() {
+        let bad = |name: &str, json: String| load(name, &json).unwrap_err();
+        assert_eq!(
+            bad(
+                "f.json",
+                format!(r#"{{{BASE}, "scheduler": {{"policy": "SCHED_OTHER", "flags": ["X"]}}}}"#)
+            ),
+            r#"f.json: scheduler.flags[0]: unknown flag "X""#
+        );
+        assert_eq!(
+            bad(
+                "g.json",
+                format!(
+                    r#"{{{BASE}, "scheduler": {{"policy": "SCHED_OTHER",
+                        "flags": ["SCHED_FLAG_RESET_ON_FORK", "SCHED_FOO"]}}}}"#
+                )
+            ),
+            r#"g.json: scheduler.flags[1]: unknown flag "SCHED_FOO""#
+        );
+        assert_eq!(
+            bad(
+                "h.json",
+                format!(r#"{{{BASE}, "capabilities": {{"bounding": ["CAP_FOO"]}}}}"#)
+            ),
+            r#"h.json: capabilities.bounding[0]: unknown capability "CAP_FOO""#
+        );
+        let e = bad("i.json", format!("{{{BASE}}} x"));
+        assert!(
+            e.starts_with("i.json: trailing characters at line 1"),
+            "{e}"
+        );
+    }
 }

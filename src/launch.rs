@@ -239,8 +239,21 @@ fn spawn_in_cgroup(
             }
             Ok(Some(Msg::SeccompFd(fd))) => {
                 if let Some(p) = &plan.seccomp {
-                    let st = crate::seccomp::process_state(p, spec, &plan.id, &plan.bundle, pid);
-                    crate::seccomp::send_to_listener(p, fd.as_fd(), &st)
+                    let state = crate::seccomp::AgentState {
+                        oci_version: spec.version(),
+                        id: &plan.id,
+                        status: Status::Creating.as_str(),
+                        pid,
+                        bundle: &plan.bundle,
+                        annotations: spec
+                            .annotations()
+                            .iter()
+                            .flatten()
+                            .map(|(k, v)| (k.as_str(), v.as_str()))
+                            .collect(),
+                    };
+                    let doc = crate::seccomp::process_state(p, pid, &state);
+                    crate::seccomp::send_to_listener(p, fd.as_fd(), &doc)
                         .map_err(|e| fail(e.into()))?;
                 }
             }
@@ -342,6 +355,10 @@ fn new_state(plan: &Plan, spec: &Spec, pid: i32) -> Result<State, SysError> {
         shared_pidns: !plan.ns.has_pid,
         cgroup: Some(plan.cgroup.clone()),
         hooks: crate::hooks::kept(plan.hooks.as_ref()),
+        memory_policy: spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.memory_policy().clone()),
     })
 }
 

@@ -15,6 +15,7 @@
 //!
 //! See docs/security.md ("Seccomp") for where the init loads the program.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::fs;
 use std::io::{IoSlice, Read, Seek, SeekFrom, Write};
@@ -29,7 +30,7 @@ use nix::errno::Errno;
 use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
 use oci_spec::runtime::{
     Arch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArg, LinuxSeccompFilterFlag,
-    LinuxSeccompOperator, Spec,
+    LinuxSeccompOperator,
 };
 
 use crate::error::SysError;
@@ -584,24 +585,25 @@ pub fn install(p: &Program) -> Result<Option<OwnedFd>, Errno> {
     sc::set_mode_filter(&p.filter, p.flags)
 }
 
-/// runc's ContainerProcessState, sent to the seccomp agent with the listener fd.
-pub fn process_state(
-    p: &Program,
-    spec: &Spec,
-    id: &str,
-    bundle: &Path,
-    pid: i32,
-) -> serde_json::Value {
-    let mut state = serde_json::json!({
-        "ociVersion": spec.version(),
-        "id": id,
-        "status": "creating",
-        "pid": pid,
-        "bundle": bundle,
-    });
-    if let Some(a) = spec.annotations().as_ref().filter(|a| !a.is_empty()) {
-        state["annotations"] = serde_json::json!(a);
-    }
+/// The container as the seccomp agent is told about it: runtime-spec's `State`
+/// (runc sends no `rootfs`, `created` or `owner`).
+#[derive(Debug, serde::Serialize)]
+pub struct AgentState<'a> {
+    #[serde(rename = "ociVersion")]
+    pub oci_version: &'a str,
+    pub id: &'a str,
+    pub status: &'a str,
+    /// The container's init, also for a process started by `exec`.
+    pub pid: i32,
+    pub bundle: &'a Path,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<&'a str, &'a str>,
+}
+
+/// runc's ContainerProcessState, sent to the seccomp agent with the listener
+/// fd: `pid` is the process that loaded the filter (the init at create, the
+/// new process for exec).
+pub fn process_state(p: &Program, pid: i32, state: &AgentState<'_>) -> serde_json::Value {
     let mut doc = serde_json::json!({
         "ociVersion": crate::OCI_VERSION,
         "fds": ["seccompFd"],
@@ -1051,15 +1053,34 @@ mod tests {
     fn process_state_has_runc_fields() {
         let mut p = compile(&rule("SCMP_ACT_NOTIFY", "")).unwrap();
         p.listener_metadata = "meta".into();
-        let spec: Spec =
-            serde_json::from_str(r#"{"ociVersion":"1.0.2","annotations":{"a":"b"}}"#).unwrap();
-        let v = process_state(&p, &spec, "c1", Path::new("/b"), 42);
+        let state = AgentState {
+            oci_version: "1.0.2",
+            id: "c1",
+            status: "running",
+            pid: 42,
+            bundle: Path::new("/b"),
+            annotations: [("a", "b")].into(),
+        };
+        let v = process_state(&p, 43, &state);
+        assert_eq!(v["ociVersion"], crate::OCI_VERSION);
         assert_eq!(v["fds"], serde_json::json!(["seccompFd"]));
-        assert_eq!(v["pid"], 42);
+        assert_eq!(v["pid"], 43);
         assert_eq!(v["metadata"], "meta");
-        assert_eq!(v["state"]["id"], "c1");
-        assert_eq!(v["state"]["status"], "creating");
-        assert_eq!(v["state"]["bundle"], "/b");
-        assert_eq!(v["state"]["annotations"]["a"], "b");
+        assert_eq!(
+            v["state"],
+            serde_json::json!({"ociVersion": "1.0.2", "id": "c1", "status": "running",
+                "pid": 42, "bundle": "/b", "annotations": {"a": "b"}})
+        );
+        p.listener_metadata.clear();
+        let v = process_state(
+            &p,
+            43,
+            &AgentState {
+                annotations: BTreeMap::new(),
+                ..state
+            },
+        );
+        assert!(v.get("metadata").is_none(), "{v}");
+        assert!(v["state"].get("annotations").is_none(), "{v}");
     }
 }

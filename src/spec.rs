@@ -63,34 +63,104 @@ pub fn load(bundle: &Path) -> Result<Spec, SpecError> {
 }
 
 fn parse(data: &[u8]) -> Result<Spec, SpecError> {
-    let mut de = serde_json::Deserializer::from_slice(data);
-    let spec: Spec = serde_path_to_error::deserialize(&mut de).map_err(decode_error)?;
-    // Trailing garbage after the object is malformed JSON too.
-    de.end().map_err(|e| SpecError::Syntax(e.to_string()))?;
+    let spec: Spec = decode(data, "process.scheduler.flags").map_err(|e| {
+        // Without a field path, line and column are the only way to find the problem.
+        if e.is_syntax() {
+            SpecError::Syntax(e.err.to_string())
+        } else {
+            invalid(&e.field, describe(&e.field, &e.err))
+        }
+    })?;
     check_device_numbers_present(data, &spec)?;
     Ok(spec)
 }
 
-fn decode_error(err: serde_path_to_error::Error<serde_json::Error>) -> SpecError {
-    let field = err.path().to_string();
-    let inner = err.inner();
-    // Without a field path, line and column are the only way to find the problem.
-    if inner.is_syntax() || inner.is_eof() || field == "." {
-        return SpecError::Syntax(inner.to_string());
+/// A JSON document that did not decode: serde's error and the path of the
+/// field it is about (`.` when there is none).
+#[derive(Debug)]
+pub struct DecodeError {
+    pub field: String,
+    pub err: serde_json::Error,
+}
+
+impl DecodeError {
+    /// Malformed JSON (trailing garbage included) rather than a bad value.
+    pub fn is_syntax(&self) -> bool {
+        self.err.is_syntax() || self.err.is_eof() || self.field == "."
     }
-    let full = inner.to_string();
-    let position = format!(" at line {} column {}", inner.line(), inner.column());
+}
+
+impl From<serde_path_to_error::Error<serde_json::Error>> for DecodeError {
+    fn from(e: serde_path_to_error::Error<serde_json::Error>) -> Self {
+        DecodeError {
+            field: e.path().to_string(),
+            err: e.into_inner(),
+        }
+    }
+}
+
+/// Decodes a whole JSON document (config.json, `exec --process`). runtime-spec
+/// names two of the scheduler flags at `flags` (`process.scheduler.flags`,
+/// `scheduler.flags`) otherwise than oci-spec 0.10 does; a document that uses
+/// those names is decoded again, through a `serde_json::Value` in which they
+/// are rewritten. Only then do keys given twice take the last value (as in Go)
+/// instead of being refused.
+pub fn decode<T: serde::de::DeserializeOwned>(data: &[u8], flags: &str) -> Result<T, DecodeError> {
+    let e = match decode_slice(data) {
+        Ok(v) => return Ok(v),
+        Err(e) => e,
+    };
+    let spec_name = e
+        .field
+        .strip_prefix(flags)
+        .is_some_and(|i| i.starts_with('['))
+        && unknown_variant(&e.err.to_string())
+            .is_some_and(|n| crate::attrs::sched_flag_alias(n).is_some());
+    if !spec_name {
+        return Err(e);
+    }
+    let mut doc: serde_json::Value = decode_slice(data)?;
+    let pointer = format!("/{}", flags.replace('.', "/"));
+    for f in doc
+        .pointer_mut(&pointer)
+        .and_then(serde_json::Value::as_array_mut)
+        .into_iter()
+        .flatten()
+    {
+        if let Some(name) = f.as_str().and_then(crate::attrs::sched_flag_alias) {
+            *f = name.into();
+        }
+    }
+    Ok(serde_path_to_error::deserialize(doc)?)
+}
+
+fn decode_slice<T: serde::de::DeserializeOwned>(data: &[u8]) -> Result<T, DecodeError> {
+    let mut de = serde_json::Deserializer::from_slice(data);
+    let v = serde_path_to_error::deserialize(&mut de)?;
+    // Trailing garbage after the object is malformed JSON too.
+    de.end().map_err(|err| DecodeError {
+        field: ".".into(),
+        err,
+    })?;
+    Ok(v)
+}
+
+/// What is wrong with the value at `field` (a config.json path), without
+/// serde's line and column.
+pub fn describe(field: &str, err: &serde_json::Error) -> String {
+    let full = err.to_string();
+    let position = format!(" at line {} column {}", err.line(), err.column());
     let msg = full.strip_suffix(&position).unwrap_or(&full);
     // serde lists oci-spec's Rust-side variant names, which helps nobody; say what is wrong.
-    let msg = match unknown_variant(msg) {
+    match unknown_variant(msg) {
         Some(name) if field.starts_with("linux.namespaces[") && field.ends_with("].type") => {
             format!("unknown namespace {name:?}")
         }
         Some(name) if field.starts_with("linux.seccomp.") => {
-            crate::seccomp::unknown_value(&field, name).unwrap_or_else(|| msg.to_string())
+            crate::seccomp::unknown_value(field, name).unwrap_or_else(|| msg.to_string())
         }
-        Some(name) if crate::attrs::unknown_value(&field, name).is_some() => {
-            crate::attrs::unknown_value(&field, name).unwrap_or_default()
+        Some(name) if crate::attrs::unknown_value(field, name).is_some() => {
+            crate::attrs::unknown_value(field, name).unwrap_or_default()
         }
         // oci-spec says "no variant for CAP_FOO (converted to FOO)".
         None if field.starts_with("process.capabilities.")
@@ -103,8 +173,7 @@ fn decode_error(err: serde_path_to_error::Error<serde_json::Error>) -> SpecError
             format!("unknown capability {name:?}")
         }
         _ => msg.to_string(),
-    };
-    invalid(field, msg)
+    }
 }
 
 /// The name in serde's "unknown variant `foo`, expected one of ...".
@@ -1065,6 +1134,76 @@ mod tests {
     fn trailing_garbage_is_syntax_error() {
         let bundle = Bundle::new();
         bundle.write("{\"ociVersion\": \"1.0.2\"} x");
+        assert!(matches!(load(&bundle.0), Err(SpecError::Syntax(_))));
+    }
+
+    fn sched_flags(spec: &Spec) -> Vec<String> {
+        let s = spec
+            .process()
+            .as_ref()
+            .unwrap()
+            .scheduler()
+            .clone()
+            .unwrap();
+        let v = serde_json::to_value(s.flags()).unwrap();
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn scheduler_flags_take_runtime_spec_names() {
+        let mut c = base();
+        c["process"]["scheduler"] = json!({"policy": "SCHED_OTHER", "flags": [
+            "SCHED_FLAG_RESET_ON_FORK", "SCHED_FLAG_DL_OVERRUN", "SCHED_FLAG_KEEP_POLICY"]});
+        // Only the flags are rewritten: the same string elsewhere is data.
+        c["process"]["args"] = json!(["echo", "SCHED_FLAG_RESET_ON_FORK"]);
+        c["annotations"] = json!({"SCHED_FLAG_DL_OVERRUN": "SCHED_FLAG_DL_OVERRUN"});
+        let spec = check(&c).unwrap();
+        assert_eq!(
+            sched_flags(&spec),
+            [
+                "SCHED_RESET_ON_FORK",
+                "SCHED_FLAG_D_L_OVERRUN",
+                "SCHED_FLAG_KEEP_POLICY"
+            ]
+        );
+        let p = spec.process().as_ref().unwrap();
+        assert_eq!(p.args().as_deref().unwrap()[1], "SCHED_FLAG_RESET_ON_FORK");
+        assert_eq!(
+            spec.annotations().as_ref().unwrap()["SCHED_FLAG_DL_OVERRUN"],
+            "SCHED_FLAG_DL_OVERRUN"
+        );
+        // oci-spec's own spelling still works (process.json is saved with it).
+        c["process"]["scheduler"]["flags"] = json!(["SCHED_RESET_ON_FORK"]);
+        assert_eq!(sched_flags(&check(&c).unwrap()), ["SCHED_RESET_ON_FORK"]);
+    }
+
+    #[test]
+    fn scheduler_flag_errors_name_the_field() {
+        let mut c = base();
+        c["process"]["scheduler"] = json!({"policy": "SCHED_OTHER", "flags": ["X"]});
+        assert_eq!(
+            check(&c).unwrap_err().to_string(),
+            "config.json: process.scheduler.flags[0]: unknown flag \"X\""
+        );
+        // After a runtime-spec name (the second decoding), the same message.
+        c["process"]["scheduler"]["flags"] = json!(["SCHED_FLAG_RESET_ON_FORK", "X"]);
+        assert_eq!(
+            check(&c).unwrap_err().to_string(),
+            "config.json: process.scheduler.flags[1]: unknown flag \"X\""
+        );
+        // ... and so does any other bad field.
+        c["process"]["scheduler"]["flags"] = json!(["SCHED_FLAG_RESET_ON_FORK"]);
+        c["linux"]["namespaces"][2]["type"] = json!("foo");
+        assert_eq!(
+            check(&c).unwrap_err().to_string(),
+            "config.json: linux.namespaces[2].type: unknown namespace \"foo\""
+        );
+        // Malformed JSON after the flags is still a syntax error.
+        let bundle = Bundle::new();
+        bundle.write(
+            r#"{"ociVersion": "1.0.2", "process": {"scheduler": {"policy": "SCHED_OTHER",
+                "flags": ["SCHED_FLAG_RESET_ON_FORK"]}}} x"#,
+        );
         assert!(matches!(load(&bundle.0), Err(SpecError::Syntax(_))));
     }
 

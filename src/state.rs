@@ -48,6 +48,9 @@ pub struct State {
     /// The poststart and poststop hooks (only those), for `start` and `delete`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hooks: Option<oci_spec::runtime::Hooks>,
+    /// `linux.memoryPolicy`: every process of the container gets it, so `exec` too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_policy: Option<oci_spec::runtime::LinuxMemoryPolicy>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -386,6 +389,7 @@ mod tests {
             shared_pidns: false,
             cgroup: None,
             hooks: None,
+            memory_policy: None,
         };
         c.save(&st).unwrap();
         assert_eq!(c.load().unwrap().pid, 1);

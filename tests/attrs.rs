@@ -89,6 +89,44 @@ fn scheduler_batch_nice_and_ioprio_on_init_and_exec() {
     assert_eq!(lines.next(), Some("best-effort: prio 6"), "{out}");
 }
 
+/// (nice, policy) of a shell and of its child `cat`, from `cat /proc/$$/stat /proc/self/stat`.
+fn shell_and_child(out: &str) -> [(i64, u32); 2] {
+    let l: Vec<&str> = out.lines().collect();
+    assert_eq!(l.len(), 2, "{out}");
+    [nice_and_policy(l[0]), nice_and_policy(l[1])]
+}
+
+#[test]
+fn scheduler_flag_reset_on_fork_by_its_spec_name() {
+    if !common::require_root() {
+        return;
+    }
+    // With SCHED_FLAG_RESET_ON_FORK a child does not inherit a negative nice
+    // (a normal policy is kept). `; exit 0`: sh must fork cat, not exec it.
+    let sched = json!({"policy": "SCHED_BATCH", "nice": -5, "flags": ["SCHED_FLAG_RESET_ON_FORK"]});
+    let script = "cat /proc/$$/stat /proc/self/stat; exit 0";
+    let want = [(-5, 3), (0, 3)];
+    let mut b = Bundle::new("attrs-sched-rof");
+    b.set("/process/scheduler", sched.clone());
+    assert_eq!(shell_and_child(&run_ok(&mut b, script)), want);
+
+    // exec: from the saved process, and from a --process file using the spec's name.
+    b.args(&["sleep", "1000"]);
+    b.run_detached();
+    assert_eq!(shell_and_child(&exec_ok(&b, script)), want);
+    let file = b.dir.join("exec-process.json");
+    let process = json!({"args": ["sh", "-c", script], "cwd": "/", "user": {"uid": 0, "gid": 0},
+        "env": ["PATH=/bin"], "scheduler": sched});
+    std::fs::write(&file, process.to_string()).unwrap();
+    let out = b.keel(&["exec", "--process", file.to_str().unwrap(), &b.id]);
+    let (o, e) = (common::text(&out.stdout), common::text(&out.stderr));
+    assert!(
+        out.status.success(),
+        "exec --process\nstdout: {o}\nstderr: {e}"
+    );
+    assert_eq!(shell_and_child(&o), want);
+}
+
 #[test]
 fn ioprio_idle_class() {
     if !common::require_root() {
@@ -136,6 +174,37 @@ fn memory_policy_bind() {
     );
 }
 
+/// The policy field of the first line of a numa_maps file, e.g. `prefer=relative:0`.
+fn task_policy(numa_maps: &str) -> String {
+    numa_maps
+        .lines()
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap_or_else(|| panic!("no policy in numa_maps: {numa_maps:?}"))
+        .to_owned()
+}
+
+#[test]
+fn memory_policy_on_init_and_exec() {
+    if !common::require_root() {
+        return;
+    }
+    // runc's memorypolicy.bats "run and exec": every process of the container gets it.
+    let mut b = Bundle::new("attrs-mpol-exec");
+    b.set(
+        "/linux/memoryPolicy",
+        json!({"mode": "MPOL_PREFERRED", "nodes": "0", "flags": ["MPOL_F_RELATIVE_NODES"]}),
+    );
+    b.args(&["sleep", "1000"]);
+    b.run_detached();
+    let path = format!("/proc/{}/numa_maps", b.pid());
+    let init =
+        task_policy(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}")));
+    assert_eq!(init, "prefer=relative:0");
+    let exec = task_policy(&exec_ok(&b, "cat /proc/self/numa_maps"));
+    assert_eq!(exec, init, "exec'd process without the container's policy");
+}
+
 #[test]
 fn invalid_values_name_the_field() {
     if !common::require_root() {
@@ -151,6 +220,11 @@ fn invalid_values_name_the_field() {
             "/process/scheduler",
             json!({"policy": "SCHED_OTHER", "nice": 40}),
             "process.scheduler.nice: 40 is out of range",
+        ),
+        (
+            "/process/scheduler",
+            json!({"policy": "SCHED_OTHER", "flags": ["SCHED_FLAG_RESET_ON_FORK", "SCHED_FLAG_X"]}),
+            "process.scheduler.flags[1]: unknown flag \"SCHED_FLAG_X\"",
         ),
         (
             "/process/ioPriority",

@@ -373,6 +373,44 @@ fn recv_fd_and_payload(conn: &mut std::os::unix::net::UnixStream) -> (OwnedFd, V
     (fd, payload)
 }
 
+/// The agent's side of one connection (a deadline, never a hang): the listener
+/// fd and the state document keel sent with it.
+fn agent_accept(listener: &UnixListener) -> Result<(OwnedFd, Value), String> {
+    let end = Instant::now() + common::command_timeout();
+    let mut conn = loop {
+        match listener.accept() {
+            Ok((c, _)) => break c,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && Instant::now() < end => {
+                std::thread::sleep(Duration::from_millis(10))
+            }
+            Err(e) => return Err(format!("accept: {e}")),
+        }
+    };
+    conn.set_nonblocking(false).unwrap();
+    let (fd, payload) = recv_fd_and_payload(&mut conn);
+    let state: Value = serde_json::from_slice(&payload).map_err(|e| {
+        format!(
+            "payload is not JSON ({e}): {}",
+            String::from_utf8_lossy(&payload)
+        )
+    })?;
+    Ok((fd, state))
+}
+
+/// Answers one notification on `fd` with ENETDOWN; returns its id.
+fn refuse_one(fd: &OwnedFd) -> Result<u64, String> {
+    let req =
+        libseccomp::ScmpNotifReq::receive(fd.as_raw_fd()).map_err(|e| format!("receive: {e}"))?;
+    libseccomp::ScmpNotifResp::new_error(
+        req.id,
+        -libc::ENETDOWN,
+        libseccomp::ScmpNotifRespFlags::empty(),
+    )
+    .respond(fd.as_raw_fd())
+    .map_err(|e| format!("respond: {e}"))?;
+    Ok(req.id)
+}
+
 #[test]
 fn notify_hands_a_working_listener_to_the_agent() {
     if !common::require_root() {
@@ -399,35 +437,8 @@ fn notify_round_trip(nnp: bool) {
     );
     let id = b.id.clone();
     let agent = std::thread::spawn(move || -> Result<(Value, u64), String> {
-        let end = Instant::now() + Duration::from_secs(30);
-        let mut conn = loop {
-            match listener.accept() {
-                Ok((c, _)) => break c,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && Instant::now() < end => {
-                    std::thread::sleep(Duration::from_millis(10))
-                }
-                Err(e) => return Err(format!("accept: {e}")),
-            }
-        };
-        conn.set_nonblocking(false).unwrap();
-        let (fd, payload) = recv_fd_and_payload(&mut conn);
-        let state: Value = serde_json::from_slice(&payload).map_err(|e| {
-            format!(
-                "payload is not JSON ({e}): {}",
-                String::from_utf8_lossy(&payload)
-            )
-        })?;
-        // One notification: refuse the mkdir with ENETDOWN.
-        let req = libseccomp::ScmpNotifReq::receive(fd.as_raw_fd())
-            .map_err(|e| format!("receive: {e}"))?;
-        libseccomp::ScmpNotifResp::new_error(
-            req.id,
-            -libc::ENETDOWN,
-            libseccomp::ScmpNotifRespFlags::empty(),
-        )
-        .respond(fd.as_raw_fd())
-        .map_err(|e| format!("respond: {e}"))?;
-        Ok((state, req.id))
+        let (fd, state) = agent_accept(&listener)?;
+        Ok((state, refuse_one(&fd)?))
     });
     let (code, out, err) = sh(&mut b, "mkdir /dev/shm/x; echo rc=$?");
     let (state, _) = agent
@@ -583,4 +594,100 @@ fn exec_applies_the_containers_filter() {
         "ordinary commands work: {stdout}{stderr}"
     );
     assert!(stderr.contains("Operation not permitted"), "{stderr}");
+}
+
+#[test]
+fn exec_hands_its_own_listener_to_the_agent() {
+    if !common::require_root() {
+        return;
+    }
+    // Loaded right before execve (no_new_privs), or before the caps switch (without).
+    for nnp in [true, false] {
+        exec_notify_round_trip(nnp);
+    }
+}
+
+fn exec_notify_round_trip(nnp: bool) {
+    let mut b = Bundle::new("sc-exec-notify");
+    b.set("/process/noNewPrivileges", json!(nnp));
+    b.set("/annotations", json!({"k": "v"}));
+    let sock: PathBuf = b.dir.join("agent.sock");
+    let listener = UnixListener::bind(&sock).expect("bind the agent socket");
+    listener.set_nonblocking(true).unwrap();
+    b.set(
+        "/linux/seccomp",
+        json!({"defaultAction": "SCMP_ACT_ALLOW",
+               "listenerPath": sock, "listenerMetadata": "meta-exec",
+               "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"}]}),
+    );
+    // First the init's listener (create), then the exec'd process's own (as runc:
+    // a filter, and so a listener, per process).
+    let agent = std::thread::spawn(move || -> Result<(Value, Value, u64), String> {
+        let (_init_fd, created) = agent_accept(&listener)?;
+        let (fd, exec) = agent_accept(&listener)?;
+        Ok((created, exec, refuse_one(&fd)?))
+    });
+    b.args(&["sleep", "1000"]);
+    b.run_detached();
+    let init = b.pid();
+    let out = b.keel(&["exec", &b.id, "sh", "-c", "mkdir /dev/shm/x; echo rc=$?"]);
+    let (stdout, stderr) = (common::text(&out.stdout), common::text(&out.stderr));
+    // Before joining: an exec that never connects leaves the agent waiting.
+    assert_eq!(
+        common::exit_code(out.status),
+        0,
+        "nnp {nnp}: {stdout}{stderr}"
+    );
+    let (created, exec, _) = agent
+        .join()
+        .unwrap()
+        .unwrap_or_else(|e| panic!("agent (nnp {nnp}): {e}\nkeel: {stderr}"));
+    assert!(
+        stdout.contains("rc=1"),
+        "the agent's answer, not mkdir's: {stdout}"
+    );
+    assert!(stderr.contains("Network is down"), "{stderr}");
+    assert_eq!(created["state"]["status"], "creating", "{created}");
+    // runc's setns process: the process's own pid, the container's state and init.
+    assert_eq!(exec["fds"], json!(["seccompFd"]), "{exec}");
+    assert_eq!(exec["metadata"], "meta-exec", "{exec}");
+    assert_eq!(exec["state"]["id"], b.id.as_str(), "{exec}");
+    assert_eq!(exec["state"]["status"], "running", "{exec}");
+    assert_eq!(exec["state"]["pid"], init, "{exec}");
+    assert_eq!(exec["state"]["bundle"], b.dir.to_str().unwrap(), "{exec}");
+    assert_eq!(exec["state"]["annotations"], json!({"k": "v"}), "{exec}");
+    let pid = exec["pid"].as_i64().unwrap_or(0);
+    assert!(pid > 0 && pid != i64::from(init), "{exec}");
+}
+
+#[test]
+fn exec_fails_naming_the_listener_when_the_agent_is_gone() {
+    if !common::require_root() {
+        return;
+    }
+    let mut b = Bundle::new("sc-exec-noagent");
+    let sock: PathBuf = b.dir.join("agent.sock");
+    let listener = UnixListener::bind(&sock).expect("bind the agent socket");
+    listener.set_nonblocking(true).unwrap();
+    b.set(
+        "/linux/seccomp",
+        json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": sock,
+               "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"}]}),
+    );
+    let agent = std::thread::spawn(move || agent_accept(&listener).map(drop));
+    b.args(&["sleep", "1000"]);
+    b.run_detached();
+    agent.join().unwrap().unwrap();
+    fs::remove_file(&sock).unwrap();
+    let out = b.keel(&["exec", &b.id, "true"]);
+    let stderr = common::text(&out.stderr);
+    assert_eq!(common::exit_code(out.status), 255, "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "sending the seccomp listener to {}: ENOENT",
+            sock.display()
+        )),
+        "{stderr}"
+    );
+    assert_eq!(b.status(), "running");
 }
