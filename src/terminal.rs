@@ -45,7 +45,7 @@ pub fn open_in_container(root: &Rootfs<'_>, size: Option<(u16, u16)>) -> Result<
     if let Some((rows, cols)) = size {
         sys::set_winsize(master.as_fd(), rows, cols).ctx("setting console size", &show)?;
     }
-    let console = root.ensure(c"dev/console", false)?;
+    let console = console_target(root)?;
     mount(
         Some(fd_path(peer.as_fd()).as_path()),
         &fd_path(console.as_fd()),
@@ -55,6 +55,49 @@ pub fn open_in_container(root: &Rootfs<'_>, size: Option<(u16, u16)>) -> Result<
     )
     .ctx("bind mounting pty on", &root.show(c"dev/console"))?;
     Ok(Console { master, peer })
+}
+
+/// /dev/console as a mount target, never through a symlink (CVE-2025-52565):
+/// with /dev from the image, `dev/console -> /etc/passwd` would put the pty
+/// over the container's /etc/passwd. A symlink there is refused, as runc does.
+fn console_target(root: &Rootfs<'_>) -> Result<OwnedFd, Fail> {
+    let show = root.show(c"dev/console");
+    // `ensure` resolves in-root symlinks; /dev itself must not be one either.
+    drop(root.ensure(c"dev", true)?);
+    let dev = sys::openat2(
+        root.fd.as_fd(),
+        c"dev",
+        libc::O_PATH | libc::O_DIRECTORY,
+        0,
+        sys::RESOLVE_IN_ROOT | sys::RESOLVE_NO_MAGICLINKS | sys::RESOLVE_NO_SYMLINKS,
+    )
+    .ctx("opening (a symlink is refused)", &root.show(c"dev"))?;
+    let beneath = sys::RESOLVE_BENEATH | sys::RESOLVE_NO_MAGICLINKS | sys::RESOLVE_NO_SYMLINKS;
+    match sys::openat2(
+        dev.as_fd(),
+        c"console",
+        libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_WRONLY | libc::O_NOCTTY,
+        0o644,
+        beneath,
+    ) {
+        Ok(_) | Err(Errno::EEXIST) => {}
+        Err(e) => return Err(Fail::new("creating", &show, e)),
+    }
+    // O_PATH|O_NOFOLLOW opens a symlink itself: the type check below sees it.
+    let fd = sys::openat2(
+        dev.as_fd(),
+        c"console",
+        libc::O_PATH | libc::O_NOFOLLOW,
+        0,
+        beneath,
+    )
+    .ctx("opening", &show)?;
+    let st = nix::sys::stat::fstat(fd.as_fd()).ctx("stat", &show)?;
+    match st.st_mode & libc::S_IFMT {
+        libc::S_IFREG | libc::S_IFCHR => Ok(fd),
+        libc::S_IFLNK => Err(Fail::new("refusing a symlink at", &show, Errno::ELOOP)),
+        _ => Err(Fail::new("not a file or device:", &show, Errno::EINVAL)),
+    }
 }
 
 /// Child, after setsid: the peer becomes the controlling terminal and stdio.
