@@ -77,15 +77,11 @@ pub fn process_from_flags(base: &Process, f: &ProcessFlags) -> Result<Process, S
             Some((a, b)) => (a, Some(b)),
             None => (u.as_str(), None),
         };
-        user.set_uid(
-            uid.parse()
-                .map_err(|_| format!("--user: invalid uid {uid:?}"))?,
-        );
+        // u32::MAX is (uid_t)-1, "unchanged" to the kernel: refused with the rest.
+        let id = |s: &str| s.parse::<u32>().ok().filter(|&n| n != u32::MAX);
+        user.set_uid(id(uid).ok_or_else(|| format!("--user: invalid uid {uid:?}"))?);
         if let Some(g) = gid {
-            user.set_gid(
-                g.parse()
-                    .map_err(|_| format!("--user: invalid gid {g:?}"))?,
-            );
+            user.set_gid(id(g).ok_or_else(|| format!("--user: invalid gid {g:?}"))?);
         }
     }
     if !f.additional_gids.is_empty() {

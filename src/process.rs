@@ -152,6 +152,14 @@ pub fn set_rlimits(p: &ProcessPlan) -> Result<(), Fail> {
 
 /// setgroups, setresgid, setresuid (in that order: after setuid we could not change groups).
 pub fn switch_user(p: &ProcessPlan, setgroups_allowed: bool) -> Result<(), Fail> {
+    // (uid_t)-1 tells setresuid/setresgid "leave unchanged": the process would stay root.
+    if p.uid == u32::MAX || p.gid == u32::MAX || p.additional_gids.contains(&u32::MAX) {
+        return Err(Fail::new(
+            "refusing id 4294967295, which the kernel reads as \"unchanged\":",
+            b"process.user",
+            Errno::EINVAL,
+        ));
+    }
     if setgroups_allowed {
         let gids: Vec<Gid> = p
             .additional_gids

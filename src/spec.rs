@@ -364,6 +364,27 @@ fn check_process(process: Option<&Process>) -> Result<(), SpecError> {
         }
     }
 
+    // (uid_t)-1 means "unchanged" to setresuid: the process would stay root.
+    let user = p.user();
+    let ids = [("uid", user.uid()), ("gid", user.gid())]
+        .into_iter()
+        .map(|(f, id)| (format!("process.user.{f}"), id))
+        .chain(
+            user.additional_gids()
+                .iter()
+                .flatten()
+                .enumerate()
+                .map(|(i, g)| (format!("process.user.additionalGids[{i}]"), *g)),
+        );
+    for (field, id) in ids {
+        if id == u32::MAX {
+            return Err(invalid(
+                &field,
+                "4294967295 is (uid_t)-1, which the kernel reads as \"unchanged\"".to_string(),
+            ));
+        }
+    }
+
     if let Some(umask) = p.user().umask() {
         if umask > 0o7777 {
             return Err(invalid(
@@ -1370,6 +1391,18 @@ mod tests {
             &c,
             "process.user.umask: 4096 (0o10000) is larger than 0o7777",
         );
+    }
+
+    #[test]
+    fn uid_minus_one_is_refused() {
+        let mut c = base();
+        c["process"]["user"] = json!({"uid": 4294967294u32, "gid": 0, "additionalGids": [1]});
+        check(&c).unwrap();
+        c["process"]["user"]["gid"] = json!(4294967295u32);
+        assert_err(&c, "process.user.gid: 4294967295 is (uid_t)-1");
+        c["process"]["user"]["gid"] = json!(0);
+        c["process"]["user"]["additionalGids"] = json!([1, 4294967295u32]);
+        assert_err(&c, "process.user.additionalGids[1]: 4294967295");
     }
 
     #[test]
