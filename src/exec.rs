@@ -15,7 +15,6 @@
 use std::ffi::CString;
 use std::fs;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{LinuxCapabilities, Process};
@@ -220,12 +219,7 @@ pub fn exec(dir: ContainerDir, process: &Process, o: &ExecOptions) -> Result<i32
         }
     }
     let root_path = format!("/proc/{}/root", st.pid);
-    let root: OwnedFd = fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
-        .open(&root_path)
-        .at("opening", &root_path)?
-        .into();
+    let root = crate::sys::open_path(&root_path, libc::O_DIRECTORY).at("opening", &root_path)?;
     // The init must still be the same process now that we hold its namespaces.
     if !state::is_alive(st.pid, st.start_time) {
         return Err(LaunchError::Usage("container not running".into()));

@@ -16,7 +16,6 @@ use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use nix::errno::Errno;
@@ -117,12 +116,11 @@ fn overlay_copy(exe: &File) -> Result<OwnedFd, Errno> {
         fs.as_fd(),
         raw::MOUNT_ATTR_RDONLY | raw::MOUNT_ATTR_NODEV | raw::MOUNT_ATTR_NOSUID,
     )?;
-    let file: OwnedFd = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(Path::new(&format!("/proc/self/fd/{}", mnt.as_raw_fd())).join(name))
-        .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))?
-        .into();
+    let file = crate::sys::open_path(
+        Path::new(&format!("/proc/self/fd/{}", mnt.as_raw_fd())).join(name),
+        libc::O_NOFOLLOW,
+    )
+    .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))?;
     // The same file (not one swapped in meanwhile): inode and size.
     let a = exe.metadata().map_err(|_| Errno::EIO)?;
     let b = File::from(file.try_clone().map_err(|_| Errno::EIO)?)

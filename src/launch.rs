@@ -117,12 +117,7 @@ fn spawn(
         std::os::unix::fs::PermissionsExt::from_mode(0o622),
     )
     .at("chmod", &fifo_path)?;
-    let fifo: OwnedFd = fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_PATH | libc::O_CLOEXEC)
-        .open(&fifo_path)
-        .at("opening", &fifo_path)?
-        .into();
+    let fifo = crate::sys::open_path(&fifo_path, 0).at("opening", &fifo_path)?;
     let cg = &plan.cgroup;
     cg.create()?;
     let r = spawn_in_cgroup(dir, plan, spec, o, &fifo);
@@ -143,12 +138,7 @@ fn spawn_in_cgroup(
     let cg = &plan.cgroup;
     let none = oci_spec::runtime::LinuxResources::default();
     cg.apply(plan.resources.as_ref().unwrap_or(&none), true)?;
-    let host_proc: OwnedFd = fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
-        .open("/proc")
-        .at("opening", "/proc")?
-        .into();
+    let host_proc = crate::sys::open_path("/proc", libc::O_DIRECTORY).at("opening", "/proc")?;
     let (parent_end, child_end) = sync::pair().op("socketpair")?;
     // Hooks forked later by this process must not land in the container's pid/time namespaces.
     let runtime_ns = crate::hooks::RuntimeNs::save(plan)?;

@@ -531,7 +531,7 @@ impl<'a> Rootfs<'a> {
             return Ok(());
         };
         match nix::sys::statfs::fstatfs(fd.as_fd()) {
-            Ok(st) if st.filesystem_type().0 == PROC_SUPER_MAGIC => Err(Fail::new(
+            Ok(st) if crate::sys::fs_magic(&st) == PROC_SUPER_MAGIC => Err(Fail::new(
                 "refusing a mount inside /proc at",
                 &self.show(&m.dest),
                 Errno::EPERM,
@@ -545,7 +545,7 @@ impl<'a> Rootfs<'a> {
             .open(rel, libc::O_DIRECTORY)
             .ctx("reopening", &self.show(rel))?;
         let st = nix::sys::statfs::fstatfs(fd.as_fd()).ctx("statfs", &self.show(rel))?;
-        if st.filesystem_type().0 as i64 != PROC_SUPER_MAGIC {
+        if crate::sys::fs_magic(&st) != PROC_SUPER_MAGIC {
             return Err(Fail::new(
                 "mounted proc is not procfs at",
                 &self.show(rel),
@@ -897,6 +897,8 @@ fn mount_id(fd: BorrowedFd<'_>, shown: &CStr) -> Result<u64, Fail> {
 /// MS_* flags that an unprivileged remount must keep (nosuid, nodev, noexec, atime).
 fn locked_flags(fd: BorrowedFd<'_>) -> libc::c_ulong {
     use nix::sys::statvfs::{fstatvfs, FsFlags};
+    // Not named by nix on every libc; the kernel's value.
+    const ST_RELATIME: FsFlags = FsFlags::from_bits_retain(4096);
     let Ok(st) = fstatvfs(fd) else { return 0 };
     let f = st.flags();
     let mut out = 0;
@@ -906,7 +908,7 @@ fn locked_flags(fd: BorrowedFd<'_>) -> libc::c_ulong {
         (FsFlags::ST_NOEXEC, libc::MS_NOEXEC),
         (FsFlags::ST_NOATIME, libc::MS_NOATIME),
         (FsFlags::ST_NODIRATIME, libc::MS_NODIRATIME),
-        (FsFlags::ST_RELATIME, libc::MS_RELATIME),
+        (ST_RELATIME, libc::MS_RELATIME),
     ] {
         if f.contains(s) {
             out |= m;

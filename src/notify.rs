@@ -12,7 +12,7 @@ use std::fs;
 use std::io::IoSlice;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
@@ -57,11 +57,7 @@ pub fn prepare_dir(state_dir: &Path) -> Result<Option<PathBuf>, SysError> {
 }
 
 fn open_dir(dir: &Path) -> std::io::Result<OwnedFd> {
-    fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
-        .open(dir)
-        .map(OwnedFd::from)
+    crate::sys::open_path(dir, libc::O_DIRECTORY)
 }
 
 /// A path through `/proc/self/fd` of `dir`: short whatever the directory's

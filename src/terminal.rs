@@ -37,7 +37,7 @@ pub fn open_in_container(root: &Rootfs<'_>, size: Option<(u16, u16)>) -> Result<
     )
     .ctx("opening", &show)?;
     let fs = nix::sys::statfs::fstatfs(master.as_fd()).ctx("statfs", &show)?;
-    if fs.filesystem_type().0 as i64 != DEVPTS_SUPER_MAGIC {
+    if sys::fs_magic(&fs) != DEVPTS_SUPER_MAGIC {
         return Err(Fail::new("not a devpts:", &show, Errno::EINVAL));
     }
     sys::unlock_pty(master.as_fd()).ctx("unlockpt", &show)?;

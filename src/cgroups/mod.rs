@@ -39,7 +39,7 @@ pub enum Mode {
 pub fn detect() -> Mode {
     let is_v2 = |p: &str| {
         nix::sys::statfs::statfs(p)
-            .map(|s| s.filesystem_type().0 == CGROUP2_SUPER_MAGIC)
+            .map(|s| crate::sys::fs_magic(&s) == CGROUP2_SUPER_MAGIC)
             .unwrap_or(false)
     };
     if is_v2(CGROUP_ROOT) {

@@ -342,7 +342,8 @@ pub fn open_pty_peer(master: BorrowedFd<'_>) -> Result<OwnedFd, Errno> {
     let rc = unsafe {
         libc::ioctl(
             master.as_raw_fd(),
-            TIOCGPTPEER,
+            // The request's C type differs between glibc and musl.
+            TIOCGPTPEER as _,
             libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
         )
     };
@@ -420,6 +421,23 @@ pub fn execve(path: &CStr, argv: &[*const libc::c_char], envp: &[*const libc::c_
     // SAFETY: the arrays are NUL-terminated and point into CStrings that the caller keeps alive.
     unsafe { libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
     Errno::last()
+}
+
+/// statfs's f_type as an i64: a c_long on glibc, a c_ulong on musl.
+#[allow(clippy::unnecessary_cast)]
+pub fn fs_magic(st: &nix::sys::statfs::Statfs) -> i64 {
+    st.filesystem_type().0 as i64
+}
+
+/// open(path, O_PATH | O_CLOEXEC | extra). Not through std's OpenOptions: on
+/// musl O_ACCMODE includes O_PATH, so std masks it out of custom flags.
+pub fn open_path(
+    path: impl AsRef<std::path::Path>,
+    extra: libc::c_int,
+) -> std::io::Result<OwnedFd> {
+    let flags = nix::fcntl::OFlag::from_bits_retain(libc::O_PATH | libc::O_CLOEXEC | extra);
+    nix::fcntl::open(path.as_ref(), flags, nix::sys::stat::Mode::empty())
+        .map_err(std::io::Error::from)
 }
 
 /// _exit(2): leave without running atexit handlers or flushing stdio copied from the parent.

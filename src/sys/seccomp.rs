@@ -64,3 +64,14 @@ pub fn flags_supported(flags: u32) -> bool {
     };
     rc == -1 && Errno::last() == Errno::EFAULT
 }
+
+/// Debian's libseccomp.a is built against glibc with _FORTIFY_SOURCE, so its
+/// text export (`seccomp_export_pfc`, which keel never calls) references
+/// glibc's `__fprintf_chk`, which musl lacks. This stands in for it when keel
+/// is linked against musl: it writes nothing and reports failure. It ignores
+/// its (variadic) arguments, which the x86-64 calling convention allows.
+#[cfg(target_env = "musl")]
+#[no_mangle]
+pub extern "C" fn __fprintf_chk() -> libc::c_int {
+    -1
+}
