@@ -8,13 +8,20 @@ CARGO ?= cargo
 TEST_THREADS ?= 2
 # Debian packages the demo and the integration tests need.
 DEB_PACKAGES := busybox-static jq runc libseccomp-dev libc6-dev tmux containerd podman conmon
-# Release builds are static (glibc's libc.a from libc6-dev; libseccomp.a, see
-# .cargo/config.toml) and not PIE (no start-up relocations: less CPU and RSS).
-# crt-static goes only to an explicit --target: without --target, cargo would
-# also apply it to build scripts and proc macros, which cannot be static.
+# Release builds are static musl binaries (Rust's musl target, added with
+# rustup when missing; libseccomp.a from libseccomp-dev) and not PIE (no
+# start-up relocations). musl, not glibc: glibc's start-up reads the CPU's
+# cache layout with dozens of cpuid instructions, each a VM exit under a
+# hypervisor (docs/performance.md). crt-static goes only to an explicit
+# --target: without --target, cargo would also apply it to build scripts and
+# proc macros, which cannot be static.
 HOST_TRIPLE := $(shell rustc -vV 2>/dev/null | sed -n 's/^host: //p')
+RELEASE_TARGET := $(subst -gnu,-musl,$(HOST_TRIPLE))
 STATIC_RUSTFLAGS := -C target-feature=+crt-static -C relocation-model=static
-RELEASE_BIN := target/$(HOST_TRIPLE)/release/keel
+RELEASE_BIN := target/$(RELEASE_TARGET)/release/keel
+# Only libseccomp.a in it: the glibc directory on the link path would pull in
+# glibc's libc.a instead of musl's.
+SECCOMP_LIB_DIR := target/libseccomp-static
 LEAK_SNAPSHOT := target/leakcheck.snapshot
 # apt-get needs root; use sudo when make runs as another user.
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
@@ -50,8 +57,13 @@ deps:
 	command -v $(CARGO) >/dev/null || { echo "deps: $(CARGO) not found: install a Rust toolchain" >&2; exit 1; }
 
 build:
-	CARGO_TARGET_$(shell echo '$(HOST_TRIPLE)' | tr 'a-z-' 'A-Z_')_RUSTFLAGS='$(STATIC_RUSTFLAGS)' \
-		$(CARGO) build --release --target $(HOST_TRIPLE)
+	@rustup target list --installed 2>/dev/null | grep -qx '$(RELEASE_TARGET)' \
+		|| rustup target add $(RELEASE_TARGET)
+	@mkdir -p $(SECCOMP_LIB_DIR)
+	@cp -u /usr/lib/$$(gcc -print-multiarch)/libseccomp.a $(SECCOMP_LIB_DIR)/
+	CARGO_TARGET_$(shell echo '$(RELEASE_TARGET)' | tr 'a-z-' 'A-Z_')_RUSTFLAGS='$(STATIC_RUSTFLAGS)' \
+		LIBSECCOMP_LIB_PATH='$(CURDIR)/$(SECCOMP_LIB_DIR)' \
+		$(CARGO) build --release --target $(RELEASE_TARGET)
 
 debug:
 	$(CARGO) build
@@ -81,15 +93,20 @@ demo: deps build
 # Integration tests need root (they skip without it) and run between two
 # leakcheck snapshots: a run that leaves mounts, cgroups, state, processes
 # or changed device nodes behind fails even when every test passed.
-test: deps
+# The suites run twice: on the debug build (debug assertions) and on the
+# release build that users install (musl, static, its own allocator).
+test: deps build
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) test --lib
 	hack/leakcheck.sh snapshot $(LEAK_SNAPSHOT)
 	@rc=0; \
 	$(CARGO) test --no-fail-fast --test '*' -- --test-threads=$(TEST_THREADS) || rc=$$?; \
-	hack/client-tests.sh target/debug/keel || { [[ $$rc -ne 0 ]] || rc=1; }; \
-	hack/compare-runc.sh target/debug/keel || { [[ $$rc -ne 0 ]] || rc=1; }; \
+	echo "== the integration tests again, on the release build $(RELEASE_BIN)"; \
+	KEEL_TEST_BIN='$(CURDIR)/$(RELEASE_BIN)' $(CARGO) test --no-fail-fast --test '*' -- \
+		--test-threads=$(TEST_THREADS) || { [[ $$rc -ne 0 ]] || rc=1; }; \
+	hack/client-tests.sh $(RELEASE_BIN) || { [[ $$rc -ne 0 ]] || rc=1; }; \
+	hack/compare-runc.sh $(RELEASE_BIN) || { [[ $$rc -ne 0 ]] || rc=1; }; \
 	hack/test-v2.sh || { [[ $$rc -ne 0 ]] || rc=1; }; \
 	hack/leakcheck.sh check $(LEAK_SNAPSHOT) || { [[ $$rc -ne 0 ]] || rc=1; }; \
 	exit $$rc

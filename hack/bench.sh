@@ -113,7 +113,7 @@ outer_cleanup() {
 
 outer() {
 	[[ $(id -u) -eq 0 ]] || die "needs root (namespaces, cgroups, apt-get)"
-	keel=$(readlink -f -- "${1:-$repo/target/release/keel}")
+	keel=$(readlink -f -- "${1:-$repo/target/x86_64-unknown-linux-musl/release/keel}")
 	[[ -f $keel && -x $keel ]] ||
 		die "no keel binary at $keel: cargo build --release (make bench does it)"
 	install_missing

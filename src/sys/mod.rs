@@ -2,6 +2,7 @@
 //! neither `nix` nor `std` cover. Each returns `Errno`; callers add the
 //! operation and the path (see [`crate::error::At`]).
 
+pub mod alloc;
 pub mod attrs;
 pub mod bpf;
 pub mod exeseal;

@@ -46,9 +46,13 @@ pub const MARKER: &str = "keel-test";
 const ROOTFS_MARKER: &str = ".keel-test-rootfs-complete";
 const ROOTFS_VERSION: &str = "keel-test-rootfs v1\n";
 
-/// Path of the keel binary under test.
+/// Path of the keel binary under test: cargo's build of this crate, or
+/// `KEEL_TEST_BIN` (`make test` runs the suites again on the release build).
 pub fn keel_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_keel"))
+    match std::env::var_os("KEEL_TEST_BIN") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => PathBuf::from(env!("CARGO_BIN_EXE_keel")),
+    }
 }
 
 /// A `Command` for the keel binary, with nothing set.
