@@ -123,16 +123,19 @@ fn spawn(
         .open(&fifo_path)
         .at("opening", &fifo_path)?
         .into();
-    let cg = &plan.cgroup;
-    cg.create()?;
+    let cg = plan.cgroup.as_ref();
+    if let Some(cg) = cg {
+        cg.create()?;
+    }
     let r = spawn_in_cgroup(dir, plan, spec, o, &fifo);
-    if r.is_err() {
+    if let (Err(_), Some(cg)) = (&r, cg) {
         let _ = cg.destroy();
     }
     r
 }
 
-/// Everything after the cgroup exists: resources, clone, the sync steps, state.
+/// Everything after the cgroup exists (if the container has one): resources,
+/// clone, the sync steps, state.
 fn spawn_in_cgroup(
     dir: &ContainerDir,
     plan: &Plan,
@@ -140,9 +143,12 @@ fn spawn_in_cgroup(
     o: &CreateOptions,
     fifo: &OwnedFd,
 ) -> Result<(State, OwnedFd, Option<OwnedFd>), LaunchError> {
-    let cg = &plan.cgroup;
-    let none = oci_spec::runtime::LinuxResources::default();
-    cg.apply(plan.resources.as_ref().unwrap_or(&none), true)?;
+    let cg = plan.cgroup.as_ref();
+    if let Some(cg) = cg {
+        let none = oci_spec::runtime::LinuxResources::default();
+        // Unprivileged, device rules cannot be written (runc ignores them too).
+        cg.apply(plan.resources.as_ref().unwrap_or(&none), !plan.unprivileged)?;
+    }
     let host_proc: OwnedFd = fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
@@ -154,7 +160,7 @@ fn spawn_in_cgroup(
     let runtime_ns = crate::hooks::RuntimeNs::save(plan)?;
     namespaces::enter_for_children(&plan.ns)?;
     // On cgroup v2 the init is born in its cgroup; elsewhere the parent moves it.
-    let cgroup_fd = cg.clone_into_fd();
+    let cgroup_fd = cg.and_then(|c| c.clone_into_fd());
     // Non-dumpable from birth (CVE-2016-9962): the child inherits it from us.
     nix::sys::prctl::set_dumpable(false).op("prctl(PR_SET_DUMPABLE)")?;
 
@@ -190,7 +196,9 @@ fn spawn_in_cgroup(
     // the container is gone (its state dir goes when `create` returns).
     let hook_fail = |e: LaunchError, st: &State| {
         let e = fail(e);
-        let _ = cg.destroy();
+        if let Some(cg) = cg {
+            let _ = cg.destroy();
+        }
         crate::hooks::poststop(st);
         e
     };
@@ -207,7 +215,7 @@ fn spawn_in_cgroup(
                 parent_end.send_mount_fd(i, fd.as_fd()).op("sync")?;
             }
         }
-        if plan.cgroup_sync {
+        if let Some(cg) = cg.filter(|_| plan.cgroup_sync) {
             cg.add_pid(pid)?;
         }
         parent_end.send_go().op("sync")?;
@@ -353,7 +361,7 @@ fn new_state(plan: &Plan, spec: &Spec, pid: i32) -> Result<State, SysError> {
             .map(|a| a.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
             .unwrap_or_default(),
         shared_pidns: !plan.ns.has_pid,
-        cgroup: Some(plan.cgroup.clone()),
+        cgroup: plan.cgroup.clone(),
         hooks: crate::hooks::kept(plan.hooks.as_ref()),
         memory_policy: spec
             .linux()
