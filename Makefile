@@ -7,7 +7,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 TEST_THREADS ?= 2
 # Debian packages the demo and the integration tests need.
-DEB_PACKAGES := busybox-static jq runc libseccomp-dev libc6-dev tmux containerd podman conmon
+DEB_PACKAGES := busybox-static jq runc libseccomp-dev libc6-dev tmux containerd podman conmon uidmap
 # Release builds are static (glibc's libc.a from libc6-dev; libseccomp.a, see
 # .cargo/config.toml) and not PIE (no start-up relocations: less CPU and RSS).
 # crt-static goes only to an explicit --target: without --target, cargo would
