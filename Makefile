@@ -7,7 +7,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 TEST_THREADS ?= 2
 # Debian packages the demo and the integration tests need.
-DEB_PACKAGES := busybox-static jq runc libseccomp-dev libc6-dev tmux containerd podman conmon
+DEB_PACKAGES := busybox-static jq runc libseccomp-dev libc6-dev tmux containerd podman conmon uidmap
 # Release builds are static musl binaries (Rust's musl target, added with
 # rustup when missing; libseccomp.a from libseccomp-dev) and not PIE (no
 # start-up relocations). musl, not glibc: glibc's start-up reads the CPU's

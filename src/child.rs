@@ -122,6 +122,15 @@ fn setup(plan: &Plan, fds: &Inherited<'_>) -> Staged<(CString, Vec<CString>)> {
             .ctx("setns", j.path.as_bytes())
             .stage(Stage::Namespaces)?;
     }
+    // An unprivileged parent writes our maps, or has newuidmap write them,
+    // only while /proc/<pid> is ours: a non-dumpable task's belongs to root.
+    // Non-dumpable again after Go, before anything of the container runs (runc too).
+    let open_proc = plan.ns.new_user && plan.unprivileged;
+    if open_proc {
+        prctl::set_dumpable(true)
+            .ctx("prctl(PR_SET_DUMPABLE)", b"")
+            .stage(Stage::Namespaces)?;
+    }
     if plan.ns.new_user {
         fds.chan
             .send_userns()
@@ -139,6 +148,11 @@ fn setup(plan: &Plan, fds: &Inherited<'_>) -> Staged<(CString, Vec<CString>)> {
     if (plan.ns.new_user || plan.cgroup_sync || needs_sources) && !defer_go {
         // The parent writes our id maps and/or moves us into the container's cgroup.
         sources = wait_go_with_sources(plan, fds).stage(Stage::Namespaces)?;
+    }
+    if open_proc {
+        prctl::set_dumpable(false)
+            .ctx("prctl(PR_SET_DUMPABLE)", b"")
+            .stage(Stage::Namespaces)?;
     }
     if plan.ns.new_user {
         // We still carry the host's ids, unmapped here: become the namespace's root

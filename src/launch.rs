@@ -118,16 +118,19 @@ fn spawn(
     )
     .at("chmod", &fifo_path)?;
     let fifo = crate::sys::open_path(&fifo_path, 0).at("opening", &fifo_path)?;
-    let cg = &plan.cgroup;
-    cg.create()?;
+    let cg = plan.cgroup.as_ref();
+    if let Some(cg) = cg {
+        cg.create()?;
+    }
     let r = spawn_in_cgroup(dir, plan, spec, o, &fifo);
-    if r.is_err() {
+    if let (Err(_), Some(cg)) = (&r, cg) {
         let _ = cg.destroy();
     }
     r
 }
 
-/// Everything after the cgroup exists: resources, clone, the sync steps, state.
+/// Everything after the cgroup exists (if the container has one): resources,
+/// clone, the sync steps, state.
 fn spawn_in_cgroup(
     dir: &ContainerDir,
     plan: &Plan,
@@ -135,16 +138,19 @@ fn spawn_in_cgroup(
     o: &CreateOptions,
     fifo: &OwnedFd,
 ) -> Result<(State, OwnedFd, Option<OwnedFd>), LaunchError> {
-    let cg = &plan.cgroup;
-    let none = oci_spec::runtime::LinuxResources::default();
-    cg.apply(plan.resources.as_ref().unwrap_or(&none), true)?;
+    let cg = plan.cgroup.as_ref();
+    if let Some(cg) = cg {
+        let none = oci_spec::runtime::LinuxResources::default();
+        // Unprivileged, device rules cannot be written (runc ignores them too).
+        cg.apply(plan.resources.as_ref().unwrap_or(&none), !plan.unprivileged)?;
+    }
     let host_proc = crate::sys::open_path("/proc", libc::O_DIRECTORY).at("opening", "/proc")?;
     let (parent_end, child_end) = sync::pair().op("socketpair")?;
     // Hooks forked later by this process must not land in the container's pid/time namespaces.
     let runtime_ns = crate::hooks::RuntimeNs::save(plan)?;
     namespaces::enter_for_children(&plan.ns)?;
     // On cgroup v2 the init is born in its cgroup; elsewhere the parent moves it.
-    let cgroup_fd = cg.clone_into_fd();
+    let cgroup_fd = cg.and_then(|c| c.clone_into_fd());
     // Non-dumpable from birth (CVE-2016-9962): the child inherits it from us.
     nix::sys::prctl::set_dumpable(false).op("prctl(PR_SET_DUMPABLE)")?;
 
@@ -180,7 +186,9 @@ fn spawn_in_cgroup(
     // the container is gone (its state dir goes when `create` returns).
     let hook_fail = |e: LaunchError, st: &State| {
         let e = fail(e);
-        let _ = cg.destroy();
+        if let Some(cg) = cg {
+            let _ = cg.destroy();
+        }
         crate::hooks::poststop(st);
         e
     };
@@ -197,7 +205,7 @@ fn spawn_in_cgroup(
                 parent_end.send_mount_fd(i, fd.as_fd()).op("sync")?;
             }
         }
-        if plan.cgroup_sync {
+        if let Some(cg) = cg.filter(|_| plan.cgroup_sync) {
             cg.add_pid(pid)?;
         }
         parent_end.send_go().op("sync")?;
@@ -343,7 +351,7 @@ fn new_state(plan: &Plan, spec: &Spec, pid: i32) -> Result<State, SysError> {
             .map(|a| a.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
             .unwrap_or_default(),
         shared_pidns: !plan.ns.has_pid,
-        cgroup: Some(plan.cgroup.clone()),
+        cgroup: plan.cgroup.clone(),
         hooks: crate::hooks::kept(plan.hooks.as_ref()),
         memory_policy: spec
             .linux()

@@ -38,7 +38,12 @@ pub struct Plan {
     pub caps: Option<CapsPlan>,
     pub keyring: Option<CString>,
     pub preserve_fds: u32,
-    pub cgroup: Cgroup,
+    /// None: keel is not root and may not create one (see [`cgroups::plan_for`]).
+    pub cgroup: Option<Cgroup>,
+    /// keel's effective uid is not 0: id maps through the kernel's
+    /// unprivileged rules or newuidmap, no device cgroup, no bind sources
+    /// opened by the parent (it cannot join the child's mount namespace).
+    pub unprivileged: bool,
     pub resources: Option<oci_spec::runtime::LinuxResources>,
     /// The parent moves the init into its cgroup after clone (v1/hybrid; on v2
     /// clone3 puts it there), and the init waits for that before going on.
@@ -148,14 +153,28 @@ pub fn build(
             .unwrap_or(""),
     )
     .ok_or_else(|| invalid("linux.rootfsPropagation: unknown propagation".into()))?;
-    let cgroup = Cgroup::plan(
+    let unprivileged = !nix::unistd::geteuid().is_root();
+    let cgroup = cgroups::plan_for(
         linux
             .and_then(|l| l.cgroups_path().as_ref())
             .and_then(|p| p.to_str()),
         id,
+        unprivileged,
+        linux.and_then(|l| l.resources().as_ref()),
     )?;
-    let mounts = mounts::plan(spec, bundle, ns.new_cgroup, &cgroup)?;
-    let cgroup_sync = cgroup.mode != cgroups::Mode::Unified;
+    // Without a cgroup of its own the container sees keel's.
+    let callers;
+    let shown = match &cgroup {
+        Some(c) => c,
+        None => {
+            callers = Cgroup::callers();
+            &callers
+        }
+    };
+    let mounts = mounts::plan(spec, bundle, ns.new_cgroup, shown)?;
+    let cgroup_sync = cgroup
+        .as_ref()
+        .is_some_and(|c| c.mode != cgroups::Mode::Unified);
     let mut ns = ns;
     let unshare_cgroupns = cgroup_sync && ns.new_cgroup;
     if unshare_cgroupns {
@@ -258,6 +277,7 @@ pub fn build(
         preserve_fds: o.preserve_fds,
         ns,
         cgroup,
+        unprivileged,
         resources: linux.and_then(|l| l.resources().clone()),
         cgroup_sync,
         unshare_cgroupns,

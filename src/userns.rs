@@ -130,16 +130,25 @@ fn run_tool(field: &str, argv: &[String]) -> Result<(), SysError> {
     Ok(())
 }
 
-/// Whether the parent opens the source of `m` (see the module doc).
-pub fn source_wanted(m: &MountPlan, new_user: bool) -> bool {
-    matches!(m.kind, MountKind::Bind { .. }) && (new_user || m.idmap.is_some())
+/// Whether the parent opens the source of `m` (see the module doc); `plain`:
+/// it opens those of plain binds too.
+pub fn source_wanted(m: &MountPlan, plain: bool) -> bool {
+    matches!(m.kind, MountKind::Bind { .. }) && (plain || m.idmap.is_some())
+}
+
+/// Whether the parent opens plain bind sources: with a new user namespace,
+/// and only as root. An unprivileged keel cannot join the child's mount
+/// namespace (setns needs CAP_SYS_CHROOT and CAP_SYS_ADMIN in keel's own user
+/// namespace); its container's ids are its own or its subordinate ones, and
+/// the container's root is normally keel's user, which owns the state dir.
+fn plain_sources(plan: &Plan) -> bool {
+    plan.ns.new_user && !plan.unprivileged
 }
 
 /// Whether any mount of the plan has its source opened by the parent.
 pub fn needs_sources(plan: &Plan) -> bool {
-    plan.mounts
-        .iter()
-        .any(|m| source_wanted(m, plan.ns.new_user))
+    let plain = plain_sources(plan);
+    plan.mounts.iter().any(|m| source_wanted(m, plain))
 }
 
 /// Open the wanted bind sources inside the mount namespace of `pid` (the
@@ -174,8 +183,9 @@ fn open_in_ns(
     userns: &HashMap<(String, String), OwnedFd>,
 ) -> Result<Vec<(u32, OwnedFd)>, SysError> {
     let mut out = Vec::new();
+    let plain = plain_sources(plan);
     for (i, m) in plan.mounts.iter().enumerate() {
-        if !source_wanted(m, plan.ns.new_user) {
+        if !source_wanted(m, plain) {
             continue;
         }
         let MountKind::Bind { src, .. } = &m.kind else {

@@ -210,6 +210,19 @@ impl Cgroup {
             }
         }
         let wanted = clean_path(given.unwrap_or(&format!("/{id}")))?;
+        Ok(Self::locate(wanted))
+    }
+
+    /// The caller's own cgroup on every hierarchy: where the init of a
+    /// container without a cgroup of its own stays, and what its cgroup mount
+    /// shows.
+    pub fn callers() -> Cgroup {
+        Self::locate(PathBuf::new())
+    }
+
+    /// `wanted` on every hierarchy: absolute from its root, else relative to
+    /// the caller's cgroup there (the caller's cgroup itself when empty).
+    fn locate(wanted: PathBuf) -> Cgroup {
         let own = own_cgroups();
         let resolve = |key: &dyn Fn(&str) -> bool| -> PathBuf {
             if wanted.is_absolute() {
@@ -220,7 +233,11 @@ impl Cgroup {
                 .find(|(c, _)| key(c))
                 .map(|(_, p)| p.clone())
                 .unwrap_or_else(|| PathBuf::from("/"));
-            base.join(&wanted)
+            if wanted.as_os_str().is_empty() {
+                base
+            } else {
+                base.join(&wanted)
+            }
         };
         let mode = detect();
         let unified_path = |root: &str| {
@@ -252,11 +269,37 @@ impl Cgroup {
                 (dirs, unified)
             }
         };
-        Ok(Cgroup {
+        Cgroup {
             mode,
             rel: wanted,
             v1,
             unified,
+        }
+    }
+
+    /// The first directory that keel, with its effective ids, could not make
+    /// (or join, when it exists), and why: only EACCES, EPERM and EROFS, the
+    /// permission errors that runc's rootless mode ignores.
+    pub fn denied(&self) -> Option<(PathBuf, Errno)> {
+        use nix::unistd::{faccessat, AccessFlags};
+        self.dirs().find_map(|d| {
+            // A new cgroup is a mkdir in the nearest existing ancestor; an
+            // existing one is joined through its cgroup.procs.
+            let (target, mode) = if d.exists() {
+                (d.join("cgroup.procs"), AccessFlags::W_OK)
+            } else {
+                let parent = d.ancestors().find(|a| a.exists())?;
+                (parent.to_path_buf(), AccessFlags::W_OK | AccessFlags::X_OK)
+            };
+            match faccessat(
+                nix::fcntl::AT_FDCWD,
+                &target,
+                mode,
+                nix::fcntl::AtFlags::AT_EACCESS,
+            ) {
+                Err(e @ (Errno::EACCES | Errno::EPERM | Errno::EROFS)) => Some((target, e)),
+                _ => None,
+            }
         })
     }
 
@@ -464,6 +507,56 @@ impl Cgroup {
     }
 }
 
+/// The container's cgroup, or None under runc's rootless rule
+/// (libcontainer/cgroups/fs): keel is not root (`unprivileged`),
+/// `linux.cgroupsPath` is unset and keel has no permission to create the
+/// cgroup. The container then runs in keel's own cgroups, without limits;
+/// a limit set in `resources` would be silently lost, so it is refused,
+/// naming the field. Device rules are no limit here: see [`first_limit`].
+pub fn plan_for(
+    cgroups_path: Option<&str>,
+    id: &str,
+    unprivileged: bool,
+    resources: Option<&LinuxResources>,
+) -> Result<Option<Cgroup>, CgroupError> {
+    let cg = Cgroup::plan(cgroups_path, id)?;
+    if !unprivileged || cgroups_path.is_some_and(|p| !p.is_empty()) {
+        return Ok(Some(cg));
+    }
+    let Some((path, errno)) = cg.denied() else {
+        return Ok(Some(cg));
+    };
+    if let Some(field) = resources.and_then(first_limit) {
+        return Err(CgroupError::Invalid {
+            field,
+            msg: format!(
+                "keel is not root and may not create the container's cgroup ({}: {errno}), \
+                 so the limit cannot be applied; run keel as root, or set linux.cgroupsPath \
+                 to a cgroup delegated to keel's user",
+                path.display()
+            ),
+        });
+    }
+    crate::logging::debug(&format!(
+        "cgroups: not root and {}: {errno}: the container stays in keel's cgroups",
+        path.display()
+    ));
+    Ok(None)
+}
+
+/// The first field of `r` that sets a limit, whatever the host's cgroup
+/// version. Device rules are left out: runc ignores them when rootless (an
+/// unprivileged user can write neither v1's devices files nor v2's eBPF
+/// programs, and mknod is refused in a user namespace anyway).
+pub fn first_limit(r: &LinuxResources) -> Option<String> {
+    v1::wanted(r).into_iter().find_map(|(_, f)| f).or_else(|| {
+        r.unified()
+            .as_ref()
+            .filter(|u| !u.is_empty())
+            .map(|_| "linux.resources.unified".to_string())
+    })
+}
+
 fn join_rel(root: &Path, rel: &Path) -> PathBuf {
     let stripped = rel.strip_prefix("/").unwrap_or(rel);
     if stripped.as_os_str().is_empty() {
@@ -540,6 +633,55 @@ mod tests {
         for d in cg.dirs() {
             assert!(d.ends_with("c1"), "{}", d.display());
             assert!(d.starts_with(CGROUP_ROOT));
+        }
+    }
+
+    fn res(v: serde_json::Value) -> LinuxResources {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn device_rules_are_no_limit_for_the_rootless_rule() {
+        let devices = res(serde_json::json!({"devices": [{"allow": false, "access": "rwm"}]}));
+        assert_eq!(first_limit(&devices), None);
+        // Zero is "not set", as everywhere.
+        assert_eq!(
+            first_limit(&res(serde_json::json!({"pids": {"limit": 0}}))),
+            None
+        );
+        let mem = res(serde_json::json!({"memory": {"limit": 1 << 20}}));
+        assert_eq!(
+            first_limit(&mem).as_deref(),
+            Some("linux.resources.memory.limit")
+        );
+        let unified = res(serde_json::json!({"unified": {"memory.max": "1M"}}));
+        assert_eq!(
+            first_limit(&unified).as_deref(),
+            Some("linux.resources.unified")
+        );
+    }
+
+    #[test]
+    fn root_or_an_explicit_path_always_gets_a_cgroup() {
+        let mem = res(serde_json::json!({"memory": {"limit": 1 << 20}}));
+        assert!(plan_for(None, "c1", false, Some(&mem)).unwrap().is_some());
+        let explicit = plan_for(Some("/keel/c1"), "c1", true, Some(&mem)).unwrap();
+        assert_eq!(explicit.unwrap().rel, PathBuf::from("/keel/c1"));
+    }
+
+    #[test]
+    fn the_callers_cgroup_is_its_own_on_every_hierarchy() {
+        let own = own_cgroups();
+        let cg = Cgroup::callers();
+        for d in &cg.v1 {
+            let (_, path) = own
+                .iter()
+                .find(|(c, _)| c.split(',').any(|x| d.controllers.contains(&x.to_string())))
+                .unwrap();
+            assert_eq!(
+                d.path,
+                join_rel(&PathBuf::from(CGROUP_ROOT).join(&d.name), path)
+            );
         }
     }
 

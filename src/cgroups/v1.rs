@@ -23,6 +23,64 @@ const BLKIO: &str = "linux.resources.blockIO";
 const LIMIT: &str = "memory.limit_in_bytes";
 const MEMSW: &str = "memory.memsw.limit_in_bytes";
 
+/// Each v1 controller with the first field of `r` that writes to it (None:
+/// nothing to write there), in the order [`apply`] looks them up.
+pub(super) fn wanted(r: &LinuxResources) -> [(&'static str, Option<String>); 9] {
+    let cpu = r.cpu().as_ref();
+    let net = r.network().as_ref();
+    let named = |set: bool, field: &str| set.then(|| field.to_string());
+    [
+        (
+            "cpuset",
+            cpu.and_then(|c| {
+                [("cpus", c.cpus()), ("mems", c.mems())]
+                    .into_iter()
+                    .find(|(_, v)| v.as_deref().is_some_and(|s| !s.is_empty()))
+                    .map(|(n, _)| format!("{CPU}.{n}"))
+            }),
+        ),
+        ("cpu", cpu.and_then(cpu_field)),
+        ("memory", r.memory().as_ref().and_then(memory_field)),
+        (
+            "pids",
+            named(
+                r.pids().is_some_and(|p| p.limit() != 0),
+                "linux.resources.pids.limit",
+            ),
+        ),
+        ("blkio", r.block_io().as_ref().and_then(blkio_field)),
+        (
+            "hugetlb",
+            named(
+                r.hugepage_limits().as_ref().is_some_and(|h| !h.is_empty()),
+                "linux.resources.hugepageLimits",
+            ),
+        ),
+        (
+            "net_cls",
+            named(
+                net.and_then(|n| nz(n.class_id())).is_some(),
+                "linux.resources.network.classID",
+            ),
+        ),
+        (
+            "net_prio",
+            named(
+                net.and_then(|n| n.priorities().as_ref())
+                    .is_some_and(|p| !p.is_empty()),
+                "linux.resources.network.priorities",
+            ),
+        ),
+        (
+            "rdma",
+            named(
+                r.rdma().as_ref().is_some_and(|m| !m.is_empty()),
+                "linux.resources.rdma",
+            ),
+        ),
+    ]
+}
+
 /// Write every `linux.resources` field that v1 has (devices excepted: see `devices`).
 pub fn apply(cg: &Cgroup, r: &LinuxResources) -> Result<(), CgroupError> {
     check_common(r)?;
@@ -30,52 +88,12 @@ pub fn apply(cg: &Cgroup, r: &LinuxResources) -> Result<(), CgroupError> {
     let mem = r.memory().as_ref();
     let blk = r.block_io().as_ref();
     let net = r.network().as_ref();
-    let cpuset_field = cpu.and_then(|c| {
-        [("cpus", c.cpus()), ("mems", c.mems())]
-            .into_iter()
-            .find(|(_, v)| v.as_deref().is_some_and(|s| !s.is_empty()))
-            .map(|(n, _)| format!("{CPU}.{n}"))
-    });
-    let cpuset_dir = need(cg, "cpuset", cpuset_field)?;
-    let cpu_dir = need(cg, "cpu", cpu.and_then(cpu_field))?;
-    let mem_dir = need(cg, "memory", mem.and_then(memory_field))?;
-    let pids_dir = need(
-        cg,
-        "pids",
-        r.pids()
-            .filter(|p| p.limit() != 0)
-            .map(|_| "linux.resources.pids.limit".to_string()),
-    )?;
-    let blkio_dir = need(cg, "blkio", blk.and_then(blkio_field))?;
-    let hugetlb_dir = need(
-        cg,
-        "hugetlb",
-        r.hugepage_limits()
-            .as_ref()
-            .filter(|h| !h.is_empty())
-            .map(|_| "linux.resources.hugepageLimits".to_string()),
-    )?;
-    let class_dir = need(
-        cg,
-        "net_cls",
-        net.and_then(|n| nz(n.class_id()))
-            .map(|_| "linux.resources.network.classID".to_string()),
-    )?;
-    let prio_dir = need(
-        cg,
-        "net_prio",
-        net.and_then(|n| n.priorities().as_ref())
-            .filter(|p| !p.is_empty())
-            .map(|_| "linux.resources.network.priorities".to_string()),
-    )?;
-    let rdma_dir = need(
-        cg,
-        "rdma",
-        r.rdma()
-            .as_ref()
-            .filter(|m| !m.is_empty())
-            .map(|_| "linux.resources.rdma".to_string()),
-    )?;
+    // Every hierarchy needed, in wanted()'s order, before anything is written.
+    let [cpuset_dir, cpu_dir, mem_dir, pids_dir, blkio_dir, hugetlb_dir, class_dir, prio_dir, rdma_dir] =
+        wanted(r).map(|(ctrl, field)| need(cg, ctrl, field));
+    let (cpuset_dir, cpu_dir, mem_dir) = (cpuset_dir?, cpu_dir?, mem_dir?);
+    let (pids_dir, blkio_dir, hugetlb_dir) = (pids_dir?, blkio_dir?, hugetlb_dir?);
+    let (class_dir, prio_dir, rdma_dir) = (class_dir?, prio_dir?, rdma_dir?);
 
     if let (Some(d), Some(c)) = (cpuset_dir, cpu) {
         if let Some(cpus) = c.cpus().as_deref().filter(|s| !s.is_empty()) {

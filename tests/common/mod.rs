@@ -586,6 +586,8 @@ pub struct Bundle {
     init: Option<(i32, u64)>,
     /// stdout/stderr files of the create (or run -d) that started it.
     container_io: Option<(PathBuf, PathBuf)>,
+    /// Command that every keel command runs through (see [`Bundle::wrapped`]).
+    wrap: Vec<String>,
     seq: AtomicUsize,
 }
 
@@ -621,6 +623,7 @@ impl Bundle {
             config,
             init: None,
             container_io: None,
+            wrap: Vec::new(),
             seq: AtomicUsize::new(0),
         }
     }
@@ -635,6 +638,13 @@ impl Bundle {
         let _ = fs::remove_file(dst.join(ROOTFS_MARKER));
         self.set("/root/path", json!("rootfs"));
         self.set("/root/readonly", json!(false));
+        self
+    }
+
+    /// Runs every keel command of this bundle, cleanup included, as
+    /// `WRAP... keel ARGS...`: `setpriv` to run keel as another user, say.
+    pub fn wrapped(mut self, wrap: &[&str]) -> Bundle {
+        self.wrap = wrap.iter().map(|s| s.to_string()).collect();
         self
     }
 
@@ -828,7 +838,15 @@ impl Bundle {
         let open = |p: &Path| File::create(p).map_err(|e| format!("{what}: {}: {e}", p.display()));
         let (out_file, err_file) = (open(&stdout)?, open(&stderr)?);
 
-        let mut child = keel_cmd()
+        let mut cmd = match self.wrap.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(keel_bin());
+                c
+            }
+            None => keel_cmd(),
+        };
+        let mut child = cmd
             .arg("--root")
             .arg(&self.root)
             .args(args)
