@@ -14,6 +14,10 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+/// malloc's guarantee on x86-64, which code handed our memory may count on
+/// (nix reads a `cmsghdr` out of a `Vec<u8>`).
+const MIN_ALIGN: usize = 16;
+
 /// The arena of the keel binary's allocator (src/main.rs).
 pub const ARENA_SIZE: usize = 1 << 20;
 
@@ -61,7 +65,8 @@ unsafe impl<const N: usize> GlobalAlloc for BumpThenSystem<N> {
         let a = &self.0;
         let mut top = a.top.load(Ordering::Relaxed);
         loop {
-            let start = (a.base() + top).next_multiple_of(layout.align()) - a.base();
+            let align = layout.align().max(MIN_ALIGN);
+            let start = (a.base() + top).next_multiple_of(align) - a.base();
             let end = match start.checked_add(layout.size()) {
                 Some(e) if e <= N => e,
                 // SAFETY: the caller's layout, passed on.
@@ -177,6 +182,21 @@ mod tests {
             for x in [q, r, s, t] {
                 a.dealloc(x, l);
             }
+        }
+    }
+
+    #[test]
+    fn blocks_are_aligned_as_malloc_aligns() {
+        let a = arena();
+        // SAFETY: valid layouts, each freed with its own.
+        unsafe {
+            let one = Layout::from_size_align(1, 1).unwrap();
+            let p = a.alloc(one);
+            let q = a.alloc(one);
+            assert_eq!(p as usize % 16, 0);
+            assert_eq!(q as usize % 16, 0, "a byte after a byte");
+            a.dealloc(q, one);
+            a.dealloc(p, one);
         }
     }
 
