@@ -1080,6 +1080,24 @@ fn delete_force_removes_processes_and_cgroups() {
     c.assert_nothing_left();
 }
 
+/// Child cgroups made under the container's (as a nested runtime or systemd
+/// inside would) go with it on delete.
+#[test]
+fn delete_removes_child_cgroups_too() {
+    if !common::require_root() {
+        return;
+    }
+    let mut c = Ctr::new("cg-delete-nested");
+    c.b.args(&["sleep", "1000"]);
+    c.b.run_detached();
+    for d in c.cg.dirs() {
+        std::fs::create_dir_all(d.join("sub/leaf"))
+            .unwrap_or_else(|e| panic!("{}: {e}", d.display()));
+    }
+    c.ok(&["delete", "--force", &c.b.id]);
+    c.assert_nothing_left();
+}
+
 /// `events --stats` prints one runc-shaped stats line.
 #[test]
 fn events_stats_prints_one_stats_line() {

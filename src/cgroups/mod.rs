@@ -586,6 +586,13 @@ fn collect_pids(dir: &Path, out: &mut Vec<i32>) -> Result<(), CgroupError> {
 
 /// rmdir children first, then the dir; EBUSY is retried for a while (tasks may still be exiting).
 fn remove_tree(dir: &Path) -> Result<(), CgroupError> {
+    // Usually a leaf: one rmdir. Child cgroups (made by the container) or
+    // processes still leaving make it EBUSY; then children first, and retry.
+    match fs::remove_dir(dir) {
+        Ok(()) => return Ok(()),
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+        Err(_) => {}
+    }
     if let Ok(rd) = fs::read_dir(dir) {
         for e in rd.flatten() {
             if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
