@@ -783,7 +783,7 @@ impl<'a> Rootfs<'a> {
     /// mount_too_revealing check), defeating maskedPaths. Detach them (covering with a
     /// tmpfs where that is not allowed), as runc's msMoveRoot does.
     fn hide_host_proc_sys(&self) -> Result<(), Fail> {
-        let info = std::fs::read_to_string("/proc/self/mountinfo")
+        let info = sys::read_small("/proc/self/mountinfo")
             .map_err(|e| Fail::io("reading", b"/proc/self/mountinfo", &e))?;
         let mounts: Vec<MountInfo<'_>> = info.lines().filter_map(MountInfo::parse).collect();
         let root_id = mount_id(self.fd.as_fd(), self.host)?;
@@ -842,34 +842,39 @@ impl<'a> Rootfs<'a> {
     }
 }
 
-/// One line of /proc/self/mountinfo.
-struct MountInfo<'a> {
-    id: u64,
-    parent: u64,
-    /// Escaped as in the file (\040 for a space...).
+/// One line of /proc/self/mountinfo (also read by cgroups for the v1 hierarchies).
+pub(crate) struct MountInfo<'a> {
+    pub id: u64,
+    pub parent: u64,
+    /// Escaped as in the file (\040 for a space...): see [`MountInfo::point`].
     raw_point: &'a str,
-    optional: Vec<&'a str>,
-    fstype: &'a str,
+    /// Optional fields: `shared:N`, `master:N`...
+    pub optional: Vec<&'a str>,
+    pub fstype: &'a str,
+    /// Per-superblock options (for a v1 cgroup mount: its controllers).
+    pub super_opts: &'a str,
 }
 
 impl<'a> MountInfo<'a> {
-    fn parse(line: &'a str) -> Option<Self> {
+    pub fn parse(line: &'a str) -> Option<Self> {
         let (pre, post) = line.split_once(" - ")?;
         let f: Vec<&str> = pre.split(' ').collect();
         if f.len() < 6 {
             return None;
         }
+        let mut post = post.split(' ');
         Some(MountInfo {
             id: f[0].parse().ok()?,
             parent: f[1].parse().ok()?,
             raw_point: f[4],
             optional: f[6..].to_vec(),
-            fstype: post.split(' ').next()?,
+            fstype: post.next()?,
+            super_opts: post.nth(1).unwrap_or(""),
         })
     }
 
     /// The mount point: mountinfo escapes space, tab, newline and backslash as \ooo.
-    fn point(&self) -> Result<CString, Fail> {
+    pub fn point_str(&self) -> String {
         let mut point = self.raw_point.to_string();
         for (esc, c) in [
             ("\\040", " "),
@@ -879,7 +884,11 @@ impl<'a> MountInfo<'a> {
         ] {
             point = point.replace(esc, c);
         }
-        CString::new(point).map_err(|_| Fail::msg("mount point with NUL", b""))
+        point
+    }
+
+    fn point(&self) -> Result<CString, Fail> {
+        CString::new(self.point_str()).map_err(|_| Fail::msg("mount point with NUL", b""))
     }
 }
 
@@ -924,7 +933,7 @@ fn make_parent_private(host: &CStr) -> Result<(), Fail> {
     let fd = sys::openat2(cwd_fd(), host, libc::O_PATH | libc::O_DIRECTORY, 0, 0)
         .ctx("opening rootfs", host.to_bytes())?;
     let id = mount_id(fd.as_fd(), host)?;
-    let info = std::fs::read_to_string("/proc/self/mountinfo")
+    let info = sys::read_small("/proc/self/mountinfo")
         .map_err(|e| Fail::io("reading", b"/proc/self/mountinfo", &e))?;
     let Some(m) = info
         .lines()
@@ -1074,6 +1083,17 @@ pub fn host_path(c: &CStr) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mountinfo_lines() {
+        let l = "36 25 0:31 / /sys/fs/cgroup/cpu\\040x rw,nosuid shared:9 master:2 - cgroup cgroup rw,cpu";
+        let m = MountInfo::parse(l).unwrap();
+        assert_eq!((m.id, m.parent), (36, 25));
+        assert_eq!(m.point_str(), "/sys/fs/cgroup/cpu x");
+        assert_eq!(m.optional, ["shared:9", "master:2"]);
+        assert_eq!((m.fstype, m.super_opts), ("cgroup", "rw,cpu"));
+        assert!(MountInfo::parse("36 25 0:31 / /x rw").is_none());
+    }
 
     #[test]
     fn relative_destinations() {

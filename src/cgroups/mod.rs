@@ -167,20 +167,16 @@ fn own_cgroups() -> Vec<(String, PathBuf)> {
 fn v1_hierarchies() -> Vec<(PathBuf, Vec<String>)> {
     let info = crate::sys::read_small("/proc/self/mountinfo").unwrap_or_default();
     let mut out = Vec::new();
-    for line in info.lines() {
-        let Some((pre, post)) = line.split_once(" - ") else {
-            continue;
-        };
-        let pre: Vec<&str> = pre.split(' ').collect();
-        let post: Vec<&str> = post.split(' ').collect();
-        if pre.len() < 5 || post.len() < 3 || post[0] != "cgroup" {
+    for m in info.lines().filter_map(crate::mounts::MountInfo::parse) {
+        if m.fstype != "cgroup" {
             continue;
         }
-        let mnt = PathBuf::from(pre[4]);
+        let mnt = PathBuf::from(m.point_str());
         if !mnt.starts_with(CGROUP_ROOT) {
             continue;
         }
-        let ctrls: Vec<String> = post[2]
+        let ctrls: Vec<String> = m
+            .super_opts
             .split(',')
             .filter(|o| !matches!(*o, "rw" | "ro") && (!o.contains('=') || o.starts_with("name=")))
             .filter(|o| {
