@@ -157,15 +157,7 @@ impl Channel {
     /// (of any size: the datagram's length is peeked first).
     pub fn recv_go_state(&self) -> Result<Vec<u8>, Errno> {
         let recv = |buf: &mut [u8], flags: MsgFlags| {
-            let mut reset_seen = false;
-            loop {
-                match nix::sys::socket::recv(self.fd.as_raw_fd(), buf, flags) {
-                    Err(Errno::EINTR) => continue,
-                    // As in `recv`: the reset comes before what is queued.
-                    Err(Errno::ECONNRESET) if !reset_seen => reset_seen = true,
-                    r => return r,
-                }
-            }
+            retrying(|| nix::sys::socket::recv(self.fd.as_raw_fd(), buf, flags))
         };
         let len = recv(&mut [0u8; 1], MsgFlags::MSG_PEEK | MsgFlags::MSG_TRUNC)?;
         let mut buf = vec![0u8; len.max(1)];
@@ -197,36 +189,22 @@ impl Channel {
     pub fn recv(&self) -> Result<Option<Msg>, Errno> {
         let mut buf = [0u8; MAX_MSG];
         let mut cmsg = nix::cmsg_space!([RawFd; 1]);
-        let mut reset_seen = false;
-        let (n, fd) = loop {
+        let (n, fd) = retrying(|| {
             let mut iov = [IoSliceMut::new(&mut buf)];
-            match recvmsg::<()>(
+            let m = recvmsg::<()>(
                 self.fd.as_raw_fd(),
                 &mut iov,
                 Some(&mut cmsg),
                 MsgFlags::MSG_CMSG_CLOEXEC,
-            ) {
-                Err(Errno::EINTR) => continue,
-                // A peer that exits with a message of ours unread resets the
-                // connection, and the kernel reports that before the messages
-                // still queued for us (its last one is usually its Error).
-                // The reset is reported once: read on.
-                Err(Errno::ECONNRESET) if !reset_seen => {
-                    reset_seen = true;
-                    continue;
-                }
-                Err(e) => return Err(e),
-                Ok(m) => {
-                    let mut fd = None;
-                    for c in m.cmsgs()? {
-                        if let ControlMessageOwned::ScmRights(fds) = c {
-                            fd = fds.first().copied();
-                        }
-                    }
-                    break (m.bytes, fd);
+            )?;
+            let mut fd = None;
+            for c in m.cmsgs()? {
+                if let ControlMessageOwned::ScmRights(fds) = c {
+                    fd = fds.first().copied();
                 }
             }
-        };
+            Ok((m.bytes, fd))
+        })?;
         let fd = fd.map(crate::sys::own_fd);
         if n == 0 {
             return Ok(None);
@@ -300,6 +278,21 @@ impl AsFd for Channel {
 impl From<OwnedFd> for Channel {
     fn from(fd: OwnedFd) -> Self {
         Channel { fd }
+    }
+}
+
+/// A receive, again on EINTR, and once more after ECONNRESET: a peer that
+/// exits with a message of ours unread resets the connection, and the kernel
+/// reports that before the messages still queued for us (its last one is
+/// usually its Error). The reset is reported only once.
+fn retrying<T>(mut f: impl FnMut() -> Result<T, Errno>) -> Result<T, Errno> {
+    let mut reset_seen = false;
+    loop {
+        match f() {
+            Err(Errno::EINTR) => {}
+            Err(Errno::ECONNRESET) if !reset_seen => reset_seen = true,
+            r => return r,
+        }
     }
 }
 
