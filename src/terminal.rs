@@ -62,15 +62,24 @@ pub fn open_in_container(root: &Rootfs<'_>, size: Option<(u16, u16)>) -> Result<
 /// over the container's /etc/passwd. A symlink there is refused, as runc does.
 fn console_target(root: &Rootfs<'_>) -> Result<OwnedFd, Fail> {
     let show = root.show(c"dev/console");
-    // `ensure` resolves in-root symlinks; /dev itself must not be one either.
-    drop(root.ensure(c"dev", true)?);
-    let dev = sys::openat2(
-        root.fd.as_fd(),
-        c"dev",
-        libc::O_PATH | libc::O_DIRECTORY,
-        0,
-        sys::RESOLVE_IN_ROOT | sys::RESOLVE_NO_MAGICLINKS | sys::RESOLVE_NO_SYMLINKS,
-    )
+    // /dev itself must not be a symlink either; `ensure` (which resolves
+    // in-root symlinks) only makes it when it is missing.
+    let open_dev = || {
+        sys::openat2(
+            root.fd.as_fd(),
+            c"dev",
+            libc::O_PATH | libc::O_DIRECTORY,
+            0,
+            sys::RESOLVE_IN_ROOT | sys::RESOLVE_NO_MAGICLINKS | sys::RESOLVE_NO_SYMLINKS,
+        )
+    };
+    let dev = match open_dev() {
+        Err(Errno::ENOENT) => {
+            drop(root.ensure(c"dev", true)?);
+            open_dev()
+        }
+        r => r,
+    }
     .ctx("opening (a symlink is refused)", &root.show(c"dev"))?;
     let beneath = sys::RESOLVE_BENEATH | sys::RESOLVE_NO_MAGICLINKS | sys::RESOLVE_NO_SYMLINKS;
     match sys::openat2(
