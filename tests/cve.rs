@@ -84,12 +84,6 @@ fn ok(out: &Output, what: &str) {
     );
 }
 
-fn write_script(b: &Bundle, name: &str, body: &str) {
-    let p = b.rootfs().join(name);
-    fs::write(&p, body).unwrap();
-    fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
-}
-
 /// Waits for a file written by the container (in its own rootfs).
 fn wait_file(p: &Path, limit: Duration) -> Option<String> {
     let start = Instant::now();
@@ -139,8 +133,7 @@ fn t01_cve_2019_5736_proc_self_exe_is_not_writable() {
         );
     }
     b.args(&["sleep", "60"]);
-    write_script(
-        &b,
+    b.write_script(
         "attack.sh",
         "exec 7</proc/1/exe || { echo NOOPEN >/res; exit 0; }\n\
          stat -L -c %d:%i /proc/self/fd/7 >/ino\n\
@@ -215,9 +208,8 @@ fn shebang_attack(name: &str, seal: bool) -> (Caught, (u64, u64), bool) {
     let mut b = own(name);
     let rt = private_keel(&b);
     let (h0, i0) = (file_digest(&rt), dev_ino(&rt));
-    write_script(&b, "evil", "#!/proc/self/exe\n");
-    write_script(
-        &b,
+    b.write_script("evil", "#!/proc/self/exe\n");
+    b.write_script(
         "w.sh",
         "while :; do for p in /proc/[0-9]*; do\n\
            l=$(readlink $p/exe 2>/dev/null) || continue\n\
@@ -366,8 +358,7 @@ fn t02_cve_2016_9962_exec_process_not_inspectable() {
         return;
     }
     let mut b = own("t02");
-    write_script(
-        &b,
+    b.write_script(
         "w.sh",
         "while :; do for p in /proc/[0-9]*; do\n\
            [ \"$p\" = /proc/1 ] && continue\n\
@@ -466,7 +457,7 @@ fn t04_cve_2024_21626_cwd_proc_self_fd_is_refused() {
     }
     let mut b = own("t04a");
     fs::write(b.rootfs().join("canary-t04"), "").unwrap();
-    write_script(&b, "walk.sh", WALK);
+    b.write_script("walk.sh", WALK);
     for n in 3..16 {
         symlink(
             format!("/proc/self/fd/{n}"),
@@ -517,7 +508,7 @@ fn t04_cve_2024_21626_exec_cwd_symlink_to_fd_is_refused() {
     }
     let mut b = own("t04d");
     fs::write(b.rootfs().join("canary-t04"), "").unwrap();
-    write_script(&b, "walk.sh", WALK);
+    b.write_script("walk.sh", WALK);
     b.args(&["sleep", "60"]);
     b.run_detached();
     for n in 3..16 {
@@ -720,8 +711,7 @@ fn t08_cve_2025_31133_masked_path_with_fake_dev_null() {
             "/linux/maskedPaths/-",
             json!("/proc/sys/kernel/core_pattern"),
         );
-        write_script(
-            &b,
+        b.write_script(
             "m.sh",
             "stat -c %F:%t:%T /dev/null; cat /etc/secret; \
              grep -c ' /etc/passwd ' /proc/self/mountinfo; \

@@ -11,7 +11,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::linux::net::SocketAddrExt;
-use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{SocketAddr, UnixListener};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -28,16 +27,6 @@ use common::{exit_code, text, Bundle};
 
 // ---------------------------------------------------------------------------
 // Helpers.
-
-fn dir(b: &Bundle) -> String {
-    b.dir.to_str().expect("UTF-8 bundle dir").to_owned()
-}
-
-fn write_script(b: &Bundle, name: &str, body: &str) {
-    let p = b.rootfs().join(name);
-    fs::write(&p, body).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-    fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).expect("chmod script");
-}
 
 /// Drops the `/dev` tmpfs so that /dev comes from the (untrusted) image.
 fn dev_from_image(b: &mut Bundle) {
@@ -158,7 +147,7 @@ fn console_symlink_bundle(name: &str, target: &Path) -> Bundle {
     // probe report the mount.
     b.set("/process/env/-", json!("HOME=/root"));
     b.args(&["sh", "/c.sh"]);
-    write_script(&b, "c.sh", T09_PROBE);
+    b.write_script("c.sh", T09_PROBE);
     std::os::unix::fs::symlink(target, b.rootfs().join("dev/console")).expect("plant symlink");
     b.write();
     b
@@ -173,7 +162,7 @@ fn console_probe(b: &mut Bundle) -> Option<String> {
         "--console-socket",
         r.path_str(),
         "--bundle",
-        &dir(b),
+        &b.dir_str(),
         &b.id,
     ]);
     if !out.status.success() {
@@ -300,7 +289,7 @@ fn t14_cve_2021_43784_70k_namespace_path_is_refused_cleanly() {
     b.set("/linux/namespaces", json!(nss));
     b.args(&["true"]);
     b.write();
-    let out = b.keel(&["create", "--bundle", &dir(&b), &b.id]);
+    let out = b.keel(&["create", "--bundle", &b.dir_str(), &b.id]);
     let err = text(&out.stderr);
     assert!(
         !out.status.success(),
@@ -472,7 +461,7 @@ fn t15_cgroup_path_traversal_cgroups_path_stays_under_the_roots() {
         b.set("/linux/cgroupsPath", json!(format!("{prefix}{name}")));
         b.args(&["sleep", "600"]);
         b.write();
-        let out = b.keel(&["run", "-d", "--bundle", &dir(&b), &b.id]);
+        let out = b.keel(&["run", "-d", "--bundle", &b.dir_str(), &b.id]);
         let err = text(&out.stderr);
         let mut escaped = Vec::new();
         for p in escape_candidates(&name, v2) {
@@ -802,12 +791,6 @@ fn t17_cve_2020_15257_no_abstract_sockets() {
 // ---------------------------------------------------------------------------
 // T-18: CVE-2022-0492 — cgroup v1 mounts (release_agent) under the defaults.
 
-fn docker_profile() -> Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/seccomp-docker.json");
-    serde_json::from_slice(&fs::read(&path).expect("read the Docker profile fixture"))
-        .expect("the Docker profile fixture is JSON")
-}
-
 /// Docker's default capability set (no CAP_SYS_ADMIN).
 const DOCKER_CAPS: &[&str] = &[
     "CAP_CHOWN",
@@ -937,7 +920,7 @@ fn t18_cve_2022_0492_cgroup_mount_blocked_under_defaults() {
 
     // Docker's profile and caps: unshare itself is refused (EPERM), so the
     // userns route never reaches mount, and the plain mount fails too.
-    let (out, err) = t18_run("t18-docker", DOCKER_CAPS, Some(docker_profile()));
+    let (out, err) = t18_run("t18-docker", DOCKER_CAPS, Some(common::docker_profile()));
     assert!(
         out.contains("plain=") && !out.contains("plain=0"),
         "{out} {err}"

@@ -8,17 +8,11 @@ use std::io::{IoSliceMut, Read};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixListener;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::Bundle;
 use serde_json::{json, Value};
-
-fn docker_profile() -> Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/seccomp-docker.json");
-    serde_json::from_slice(&fs::read(&path).expect("read the Docker profile fixture"))
-        .expect("the Docker profile fixture is JSON")
-}
 
 /// A profile whose default is ALLOW, with one rule for mkdir/mkdirat.
 fn mkdir_rule(rule: Value) -> Value {
@@ -60,7 +54,7 @@ fn docker_profile_loads_and_ordinary_commands_work() {
     if !common::require_root() {
         return;
     }
-    let mut b = bundle("sc-docker-ok", docker_profile());
+    let mut b = bundle("sc-docker-ok", common::docker_profile());
     let (code, out, err) = sh(
         &mut b,
         "ls / >/dev/null && echo hello && cat /etc/hostname && grep -E '^(Seccomp|NoNewPrivs):' /proc/self/status",
@@ -88,7 +82,7 @@ fn docker_profile_blocks_namespace_and_mount_syscalls() {
         );
     }
     // The same with the Docker profile: each syscall fails with EPERM.
-    let mut b = bundle("sc-docker-blocked", docker_profile());
+    let mut b = bundle("sc-docker-blocked", common::docker_profile());
     with_sys_admin(&mut b);
     let (code, out, err) = sh(&mut b, BLOCKED);
     assert_eq!(code, 0, "{out}{err}");
@@ -113,7 +107,7 @@ fn docker_profile_without_no_new_privs_loads_before_the_caps_switch() {
         return;
     }
     // Loaded while the init still has CAP_SYS_ADMIN; the uid switch after it is allowed.
-    let mut b = bundle("sc-docker-nnp0", docker_profile());
+    let mut b = bundle("sc-docker-nnp0", common::docker_profile());
     b.set("/process/noNewPrivileges", json!(false));
     b.set("/process/user", json!({"uid": 65534, "gid": 65534}));
     let (code, out, err) = sh(
@@ -218,7 +212,7 @@ fn log_and_allow_actions_let_the_syscall_run() {
     assert!(out.contains("made"), "{out}");
     // ALLOW as a rule under an ERRNO default: mkdir works, rmdir does not.
     let mut b = Bundle::new("sc-allow");
-    let mut profile = docker_profile();
+    let mut profile = common::docker_profile();
     profile["syscalls"][0]["names"]
         .as_array_mut()
         .unwrap()
@@ -322,7 +316,7 @@ fn unknown_names_are_skipped_and_unknown_actions_refused() {
     assert_eq!(code, 1);
     assert!(err.contains("Network is down"), "{err}");
 
-    let mut profile = docker_profile();
+    let mut profile = common::docker_profile();
     profile["syscalls"][3]["action"] = json!("SCMP_ACT_FOO");
     let mut b = bundle("sc-unknown-action", profile);
     let (code, _, err) = b.run(&["true"]);
@@ -493,7 +487,7 @@ fn compiled_programs_are_cached_and_corruption_is_rebuilt() {
     if !common::require_root() {
         return;
     }
-    let mut profile = docker_profile();
+    let mut profile = common::docker_profile();
     profile["syscalls"][0]["names"]
         .as_array_mut()
         .unwrap()
@@ -571,7 +565,7 @@ fn exec_applies_the_containers_filter() {
         return;
     }
     // The init sleeps under the Docker profile; an exec'd shell gets the same filter.
-    let mut b = bundle("sc-exec", docker_profile());
+    let mut b = bundle("sc-exec", common::docker_profile());
     with_sys_admin(&mut b);
     b.args(&["sleep", "1000"]);
     b.run_detached();

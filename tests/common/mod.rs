@@ -805,8 +805,17 @@ impl Bundle {
         text(&fs::read(err).unwrap_or_default())
     }
 
-    fn dir_str(&self) -> String {
+    /// The bundle directory as a string, for `--bundle`.
+    pub fn dir_str(&self) -> String {
         self.dir.to_str().expect("UTF-8 bundle dir").to_owned()
+    }
+
+    /// An executable script at `name` in the bundle's rootfs (own rootfs only).
+    pub fn write_script(&self, name: &str, body: &str) {
+        let p = self.rootfs().join(name);
+        fs::write(&p, body).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o755))
+            .unwrap_or_else(|e| panic!("chmod {}: {e}", p.display()));
     }
 
     fn started_by(&mut self, args: &[&str]) {
@@ -984,4 +993,11 @@ pub fn wait_child(child: &mut std::process::Child, what: &str) -> ExitStatus {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// Docker's default seccomp profile in OCI form (tests/fixtures).
+pub fn docker_profile() -> Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/seccomp-docker.json");
+    serde_json::from_slice(&fs::read(&path).expect("read the Docker profile fixture"))
+        .expect("the Docker profile fixture is JSON")
 }
