@@ -12,13 +12,16 @@ DEB_PACKAGES := busybox-static jq runc libseccomp-dev libc6-dev tmux containerd 
 # rustup when missing; libseccomp.a from libseccomp-dev) and not PIE (no
 # start-up relocations). musl, not glibc: glibc's start-up reads the CPU's
 # cache layout with dozens of cpuid instructions, each a VM exit under a
-# hypervisor (docs/performance.md). crt-static goes only to an explicit
+# hypervisor (docs/performance.md). hack/release-target.sh falls back to the
+# host's glibc triple (a dynamic build) when rustup cannot add the musl
+# target; RELEASE_TARGET=<triple> chooses one. It is worked out once, and
+# only by the targets that use it. crt-static goes only to an explicit
 # --target: without --target, cargo would also apply it to build scripts and
 # proc macros, which cannot be static.
-HOST_TRIPLE := $(shell rustc -vV 2>/dev/null | sed -n 's/^host: //p')
-RELEASE_TARGET := $(subst -gnu,-musl,$(HOST_TRIPLE))
+RELEASE_TARGET ?= $(eval RELEASE_TARGET := $$(shell hack/release-target.sh))$(RELEASE_TARGET)
 STATIC_RUSTFLAGS := -C target-feature=+crt-static -C relocation-model=static
-RELEASE_BIN := target/$(RELEASE_TARGET)/release/keel
+RELEASE_RUSTFLAGS = $(if $(findstring -musl,$(RELEASE_TARGET)),$(STATIC_RUSTFLAGS))
+RELEASE_BIN = target/$(RELEASE_TARGET)/release/keel
 # Only libseccomp.a in it: the glibc directory on the link path would pull in
 # glibc's libc.a instead of musl's.
 SECCOMP_LIB_DIR := target/libseccomp-static
@@ -57,11 +60,9 @@ deps:
 	command -v $(CARGO) >/dev/null || { echo "deps: $(CARGO) not found: install a Rust toolchain" >&2; exit 1; }
 
 build:
-	@rustup target list --installed 2>/dev/null | grep -qx '$(RELEASE_TARGET)' \
-		|| rustup target add $(RELEASE_TARGET)
 	@mkdir -p $(SECCOMP_LIB_DIR)
 	@cp -u /usr/lib/$$(gcc -print-multiarch)/libseccomp.a $(SECCOMP_LIB_DIR)/
-	CARGO_TARGET_$(shell echo '$(RELEASE_TARGET)' | tr 'a-z-' 'A-Z_')_RUSTFLAGS='$(STATIC_RUSTFLAGS)' \
+	CARGO_TARGET_$(shell echo '$(RELEASE_TARGET)' | tr 'a-z-' 'A-Z_')_RUSTFLAGS='$(RELEASE_RUSTFLAGS)' \
 		LIBSECCOMP_LIB_PATH='$(CURDIR)/$(SECCOMP_LIB_DIR)' \
 		$(CARGO) build --release --target $(RELEASE_TARGET)
 
@@ -120,7 +121,7 @@ test-v2: deps
 lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
-	bash -n hack/mkbundle.sh hack/leakcheck.sh .ci/run
+	bash -n hack/*.sh .ci/run
 	@if command -v shellcheck >/dev/null; then shellcheck hack/*.sh .ci/run; fi
 
 fmt:
