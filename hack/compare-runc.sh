@@ -30,6 +30,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# shellcheck disable=SC2016 # expanded by the shell inside the container
 probe='
 echo "== hostname"; hostname
 echo "== id"; id
