@@ -1482,3 +1482,111 @@ fn t19_no_pivot_does_not_allow_an_unmasked_procfs() {
         );
     }
 }
+
+/// Sets up a chroot whose "/" is a tmpfs mounted on a shared mount and runs
+/// keel there. Everything happens in a private mount namespace that dies with
+/// `unshare`.
+const CHROOT_SCRIPT: &str = r#"set -e
+T=$1; KEEL=$2; BUNDLE=$3; ID=$4
+mount -t tmpfs keel-test-chroot "$T"
+mount --make-shared "$T"
+R=$T/root
+mkdir "$R"
+mount -t tmpfs keel-test-root "$R"
+mkdir -p "$R/proc" "$R/sys" "$R/dev" "$R/usr" "$R/b" "$R/state"
+for d in bin sbin lib lib32 lib64 libx32; do
+  if [ -L "/$d" ]; then ln -s "$(readlink "/$d")" "$R/$d";
+  elif [ -d "/$d" ]; then mkdir "$R/$d"; mount --rbind "/$d" "$R/$d"; fi
+done
+for d in usr proc sys dev; do mount --rbind "/$d" "$R/$d"; done
+touch "$R/keel"; mount --bind "$KEEL" "$R/keel"
+mount --bind "$BUNDLE" "$R/b"
+set +e
+chroot "$R" /keel --root /state run --bundle /b "$ID-pivot" \
+  >"$BUNDLE/io/chroot-pivot.out" 2>"$BUNDLE/io/chroot-pivot.err"
+echo "pivot: $?"
+chroot "$R" /keel --root /state run --no-pivot --bundle /b "$ID-nopivot" \
+  >"$BUNDLE/io/chroot-nopivot.out" 2>"$BUNDLE/io/chroot-nopivot.err"
+echo "nopivot: $?"
+"#;
+
+/// `--no-pivot` where pivot_root(2) cannot work: keel itself runs chrooted
+/// into a mount whose parent is shared. Making "/" a recursive slave (runc's
+/// default rootfsPropagation) only reaches "/" and below, so pivot_root fails
+/// with EINVAL, as it does on a ramfs root. (A chroot into a plain directory
+/// fails earlier, for runc 1.1.5 too: "/" is not a mount, so its propagation
+/// cannot be set.) Without the flag, create fails naming pivot_root; with
+/// it, the container runs and sees its rootfs as "/".
+#[test]
+fn no_pivot_works_where_pivot_root_cannot() {
+    if !common::require_root() {
+        return;
+    }
+    let Some(unshare) = ["/usr/bin/unshare", "/bin/unshare"]
+        .iter()
+        .find(|p| Path::new(p).exists())
+    else {
+        eprintln!("SKIP: no unshare(1)");
+        return;
+    };
+    let mut b = Bundle::new("mnt-no-pivot-chroot").with_own_rootfs();
+    fs::write(b.rootfs().join("rootfs-marker"), "mine\n").unwrap();
+    b.args(&[
+        "sh",
+        "-c",
+        "echo \"marker: $(cat /rootfs-marker)\"; echo \"ls: $(ls / | tr '\\n' ' ')\"",
+    ]);
+    b.write();
+    let t = host_dir(&b, "chroot");
+    let out_path = b.dir.join("io/unshare.out");
+    let err_path = b.dir.join("io/unshare.err");
+    let mut child = Command::new(unshare)
+        .args([
+            "-m",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            CHROOT_SCRIPT,
+            "sh",
+        ])
+        .arg(&t)
+        .arg(common::keel_bin())
+        .arg(&b.dir)
+        .arg(&b.id)
+        .stdin(Stdio::null())
+        .stdout(fs::File::create(&out_path).unwrap())
+        .stderr(fs::File::create(&err_path).unwrap())
+        .spawn()
+        .expect("spawn unshare");
+    let status = common::wait_child(&mut child, "keel in a chroot");
+    let read =
+        |name: &str| common::text(&fs::read(b.dir.join("io").join(name)).unwrap_or_default());
+    let (out, err) = (read("unshare.out"), read("unshare.err"));
+    assert!(status.success(), "{status}\n{out}\n{err}");
+    assert_host_clean(&b);
+    for id in [format!("{}-pivot", b.id), format!("{}-nopivot", b.id)] {
+        assert!(common::cgroups_named(&id).is_empty(), "{id}: cgroup left");
+    }
+
+    let pivot_err = read("chroot-pivot.err");
+    assert!(
+        out.contains("pivot: 1") || out.contains("pivot: 255"),
+        "{out}\n{pivot_err}"
+    );
+    assert!(
+        pivot_err.contains("pivot_root") && pivot_err.contains("EINVAL"),
+        "{pivot_err}"
+    );
+    assert_eq!(read("chroot-pivot.out"), "", "the container ran");
+
+    let (nopivot_out, nopivot_err) = (read("chroot-nopivot.out"), read("chroot-nopivot.err"));
+    assert!(out.contains("nopivot: 0"), "{out}\n{nopivot_err}");
+    let seen = split_seen(&format!("{nopivot_out}{MARK}\n"));
+    assert_eq!(seen.get("marker"), "mine", "{nopivot_out}");
+    let ls = seen.get("ls");
+    for d in ["bin", "dev", "etc", "proc", "rootfs-marker"] {
+        assert!(ls.split(' ').any(|x| x == d), "/ lacks {d}: {ls}");
+    }
+    assert!(!ls.split(' ').any(|x| x == "keel" || x == "state"), "{ls}");
+}

@@ -157,6 +157,10 @@ fn namespaces_joined_by_path() {
 
     let mut b = Bundle::new("join-b");
     b.unset("/hostname");
+    // The cgroup mount binds the host's hierarchies by their paths, which A's
+    // namespace does not show (runc's getCgroupMounts would fail the same way).
+    let cg = b.unset("/mounts/6").unwrap();
+    assert_eq!(cg["type"], "cgroup");
     b.set(
         "/linux/namespaces",
         json!([
@@ -485,4 +489,130 @@ fn cgroup_namespace_shows_paths_from_its_root() {
         assert_eq!(path, "/", "{l} in:\n{out}");
     }
     assert!(pids_line(&out).ends_with(":/"), "{out}");
+}
+
+/// A joins nothing and has a time namespace with offsets and a cgroup
+/// namespace; B joins both by path (with new namespaces of its own
+/// otherwise) and sees A's offsets and namespace inodes.
+#[test]
+fn time_and_cgroup_namespaces_joined_by_path() {
+    if !common::require_root() {
+        return;
+    }
+    if !Path::new("/proc/self/ns/time").exists() {
+        eprintln!("SKIP: kernel without time namespaces");
+        return;
+    }
+    let mut a = Bundle::new("join-time-a");
+    a.set("/linux/namespaces/-", json!({"type": "time"}));
+    a.set("/linux/namespaces/-", json!({"type": "cgroup"}));
+    a.set(
+        "/linux/timeOffsets",
+        json!({"monotonic": {"secs": 86400}, "boottime": {"secs": 172800}}),
+    );
+    a.args(&["sleep", "1000"]);
+    a.run_detached();
+    let pid = a.pid();
+    let a_time = ns_of(pid, "time");
+    let a_cgroup = ns_of(pid, "cgroup");
+    assert_ne!(a_time, host_ns("time"));
+    assert_ne!(a_cgroup, host_ns("cgroup"));
+    let a_offsets = read_trim(&format!("/proc/{pid}/timens_offsets"));
+    assert!(a_offsets.contains("86400"), "{a_offsets}");
+
+    let mut b = Bundle::new("join-time-b");
+    b.set(
+        "/linux/namespaces/-",
+        json!({"type": "time", "path": format!("/proc/{pid}/ns/time")}),
+    );
+    b.set(
+        "/linux/namespaces/-",
+        json!({"type": "cgroup", "path": format!("/proc/{pid}/ns/cgroup")}),
+    );
+    let script = format!(
+        "{} echo offsets=$(cat /proc/self/timens_offsets | tr '\\n' ' ')",
+        ns_script(&["time", "cgroup", "mnt"])
+    );
+    let out = run_ok(&mut b, &["sh", "-c", &script]);
+    let seen = kv(&out);
+    assert_eq!(seen["time"], a_time, "{out}");
+    assert_eq!(seen["cgroup"], a_cgroup, "{out}");
+    // Only what was asked for is joined.
+    assert_ne!(seen["mnt"], ns_of(pid, "mnt"), "{out}");
+    let words = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert_eq!(words(&seen["offsets"]), words(&a_offsets), "{out}");
+    assert_eq!(a.status(), "running");
+    assert_eq!(ns_of(pid, "time"), a_time);
+}
+
+/// B joins A's mount (and pid) namespace by path. As runc 1.1.5 does
+/// (rootfs_linux.go prepareRootfs has no joined-namespace case), keel sets up
+/// B's rootfs in A's namespace: `root.path` must name a directory there, so
+/// A binds B's rootfs at the same path as on the host. B sees the mounts A
+/// made (a tmpfs with a marker in it). The kernel's pivot_root moves every
+/// process whose root was the old root, so A's init ends up in B's root too:
+/// that is pivot_root's semantics, the same under runc.
+#[test]
+fn mount_namespace_joined_by_path() {
+    if !common::require_root() {
+        return;
+    }
+    // Declared first, dropped last: A's namespace holds a bind of B's rootfs.
+    let mut b = Bundle::new("join-mnt-b").with_own_rootfs();
+    let mut a = Bundle::new("join-mnt-a").with_own_rootfs();
+    let b_root = b.rootfs();
+    let b_root = b_root.to_str().expect("UTF-8 rootfs");
+    fs::create_dir_all(b.rootfs().join("mnt")).unwrap();
+    a.set(
+        "/mounts/-",
+        json!({"destination": b_root, "type": "bind", "source": b_root, "options": ["rbind"]}),
+    );
+    a.set(
+        "/mounts/-",
+        json!({"destination": format!("{b_root}/mnt"), "type": "tmpfs", "source": "tmpfs",
+               "options": ["size=1m"]}),
+    );
+    a.args(&[
+        "sh",
+        "-c",
+        &format!("echo from-a > {b_root}/mnt/marker && exec sleep 1000"),
+    ]);
+    a.run_detached();
+    let pid = a.pid();
+    let marker = format!("/proc/{pid}/root{b_root}/mnt/marker");
+    common::wait_until(common::command_timeout(), "A's marker", || {
+        fs::read_to_string(&marker).is_ok_and(|s| s == "from-a\n")
+    });
+    assert!(
+        !b.rootfs().join("mnt/marker").exists(),
+        "A's tmpfs reached the host"
+    );
+    let a_mnt = ns_of(pid, "mnt");
+
+    b.unset("/hostname");
+    // The cgroup mount binds the host's hierarchies by their paths, which A's
+    // namespace does not show (runc's getCgroupMounts would fail the same way).
+    let cg = b.unset("/mounts/6").unwrap();
+    assert_eq!(cg["type"], "cgroup");
+    b.set(
+        "/linux/namespaces",
+        json!([
+            {"type": "pid", "path": format!("/proc/{pid}/ns/pid")},
+            {"type": "mount", "path": format!("/proc/{pid}/ns/mnt")},
+            {"type": "network"},
+            {"type": "ipc"}
+        ]),
+    );
+    let script = format!(
+        "{} echo marker=$(cat /mnt/marker)",
+        ns_script(&["mnt", "pid"])
+    );
+    let out = run_ok(&mut b, &["sh", "-c", &script]);
+    let seen = kv(&out);
+    assert_eq!(seen["mnt"], a_mnt, "{out}");
+    assert_eq!(seen["pid"], ns_of(pid, "pid"), "{out}");
+    assert_eq!(seen["marker"], "from-a", "{out}");
+    assert_eq!(a.status(), "running");
+    assert!(common::mounts_under(&a.dir).is_empty());
+    assert!(common::mounts_under(&b.dir).is_empty());
 }

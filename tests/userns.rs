@@ -340,3 +340,69 @@ fn mapping_errors_name_the_field() {
         assert!(err.contains(want), "{name}: {err}");
     }
 }
+
+/// (mode, uid, gid, rdev) of a host node.
+fn node_meta(p: &str) -> (u32, u32, u32, u64) {
+    let m = fs::metadata(p).unwrap_or_else(|e| panic!("{p}: {e}"));
+    (m.mode(), m.uid(), m.gid(), m.rdev())
+}
+
+/// `linux.devices` in a user namespace: mknod is refused there, so keel binds
+/// the host's node at the same path (as runc). The node keeps the host's mode
+/// and owner (fileMode, uid and gid cannot apply to a bind, and the host's
+/// node is never chowned or chmodded), and it is the host's device: /dev/full
+/// reads zeros and refuses writes with ENOSPC.
+#[test]
+fn listed_devices_are_bound_from_the_host_in_a_user_namespace() {
+    if !common::require_root() {
+        return;
+    }
+    let nodes = ["/dev/full", "/dev/fuse"];
+    if let Some(missing) = nodes.iter().find(|p| !Path::new(p).exists()) {
+        eprintln!("SKIP: no {missing} on this host");
+        return;
+    }
+    let before: Vec<_> = nodes.iter().map(|p| node_meta(p)).collect();
+    let mut b = Bundle::new("userns-devices");
+    default_userns(&mut b);
+    b.set(
+        "/linux/devices",
+        json!([
+            {"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229,
+             "fileMode": 0o666, "uid": 1000, "gid": 1000},
+            {"path": "/dev/full", "type": "c", "major": 1, "minor": 7,
+             "fileMode": 0o600, "uid": 1000, "gid": 1000}
+        ]),
+    );
+    let (code, out, err) = sh(
+        &mut b,
+        "stat -c '%n %F %t:%T %a %u' /dev/fuse /dev/full; \
+         echo \"read: $(head -c 4 /dev/full | od -An -tx1 | xargs)\"; \
+         echo \"write: $( (echo x > /dev/full) 2>&1)\"; \
+         echo \"fuse: $( (exec 3<>/dev/fuse && echo opened) 2>&1)\"",
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let mut lines = out.lines();
+    // The host's root is not mapped: its nodes show the overflow uid.
+    assert_eq!(
+        lines.next(),
+        Some("/dev/fuse character special file a:e5 600 65534"),
+        "{out}"
+    );
+    assert_eq!(
+        lines.next(),
+        Some("/dev/full character special file 1:7 666 65534"),
+        "{out}"
+    );
+    assert_eq!(lines.next(), Some("read: 00 00 00 00"), "{out}");
+    let write = lines.next().unwrap_or_default();
+    assert!(
+        write.starts_with("write: ") && write.contains("No space left on device"),
+        "{out}"
+    );
+    // The container's root is host uid 100000: the host's 0600 root node stays closed.
+    let fuse = lines.next().unwrap_or_default();
+    assert!(fuse.contains("Permission denied"), "{out}");
+    let after: Vec<_> = nodes.iter().map(|p| node_meta(p)).collect();
+    assert_eq!(before, after, "host device nodes changed: {nodes:?}");
+}
