@@ -53,6 +53,10 @@ pub struct ProcessFlags {
     pub additional_gids: Vec<u32>,
     pub caps: Vec<String>,
     pub no_new_privs: bool,
+    /// `--apparmor`: process.apparmorProfile.
+    pub apparmor: Option<String>,
+    /// `--process-label`: process.selinuxLabel.
+    pub process_label: Option<String>,
 }
 
 /// Build the exec'd process from the flags and the container's saved process.
@@ -84,9 +88,19 @@ pub fn process_from_flags(base: &Process, f: &ProcessFlags) -> Result<Process, S
         }
     }
     if !f.additional_gids.is_empty() {
-        user.set_additional_gids(Some(f.additional_gids.clone()));
+        // runc appends to the container's groups rather than replacing them.
+        let mut gids = user.additional_gids().clone().unwrap_or_default();
+        gids.extend(&f.additional_gids);
+        user.set_additional_gids(Some(gids));
     }
     p.set_user(user);
+    // As runc, an empty value keeps the container's.
+    if let Some(a) = f.apparmor.as_ref().filter(|s| !s.is_empty()) {
+        p.set_apparmor_profile(Some(a.clone()));
+    }
+    if let Some(l) = f.process_label.as_ref().filter(|s| !s.is_empty()) {
+        p.set_selinux_label(Some(l.clone()));
+    }
     if !f.caps.is_empty() {
         let mut c = base.capabilities().clone().unwrap_or_default();
         let extra: Vec<String> = f.caps.clone();
@@ -568,6 +582,43 @@ mod tests {
     }
 
     const BASE: &str = r#""cwd": "/", "args": ["sh"], "user": {"uid": 0, "gid": 0}"#;
+
+    #[test]
+    fn flags_set_apparmor_label_and_append_gids() {
+        let base = load(
+            "base.json",
+            r#"{"cwd": "/", "args": ["sh"], "apparmorProfile": "theirs",
+                "user": {"uid": 0, "gid": 0, "additionalGids": [5, 6]}}"#,
+        )
+        .unwrap();
+        let f = ProcessFlags {
+            args: vec!["true".into()],
+            additional_gids: vec![10, 20],
+            apparmor: Some("mine".into()),
+            process_label: Some("system_u:system_r:container_t:s0".into()),
+            ..Default::default()
+        };
+        let p = process_from_flags(&base, &f).unwrap();
+        assert_eq!(p.apparmor_profile().as_deref(), Some("mine"));
+        assert_eq!(
+            p.selinux_label().as_deref(),
+            Some("system_u:system_r:container_t:s0")
+        );
+        assert_eq!(
+            p.user().additional_gids().as_deref(),
+            Some(&[5, 6, 10, 20][..])
+        );
+        // Without the flags (or empty, as runc) the container's own stay.
+        let f = ProcessFlags {
+            args: vec!["true".into()],
+            apparmor: Some(String::new()),
+            ..Default::default()
+        };
+        let p = process_from_flags(&base, &f).unwrap();
+        assert_eq!(p.apparmor_profile().as_deref(), Some("theirs"));
+        assert_eq!(p.selinux_label(), &None);
+        assert_eq!(p.user().additional_gids().as_deref(), Some(&[5, 6][..]));
+    }
 
     #[test]
     fn process_file_takes_runtime_spec_scheduler_flags() {
