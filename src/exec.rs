@@ -475,7 +475,16 @@ fn child_setup(plan: &ExecPlan, ch: &Channel) -> Staged<(CString, Vec<CString>)>
         Stage::Terminal,
     )?;
     if plan.process.terminal {
-        let c = at(open_pty(plan.process.console_size), Stage::Terminal)?;
+        // A pty from the container's own devpts (we are chrooted into the container).
+        let c = at(
+            terminal::open_pty(
+                nix::fcntl::AT_FDCWD,
+                c"/dev/pts/ptmx",
+                b"/dev/pts/ptmx",
+                plan.process.console_size,
+            ),
+            Stage::Terminal,
+        )?;
         at(terminal::become_console(&c), Stage::Terminal)?;
         at(
             ch.send_console(c.master.as_fd())
@@ -525,24 +534,6 @@ fn child_setup(plan: &ExecPlan, ch: &Channel) -> Staged<(CString, Vec<CString>)>
         env.push(process::home_env(plan.process.uid));
     }
     Ok((exe, env))
-}
-
-/// A pty from the container's own devpts (we are chrooted into the container).
-fn open_pty(size: Option<(u16, u16)>) -> Result<terminal::Console, Fail> {
-    let master = sys::openat2(
-        nix::fcntl::AT_FDCWD,
-        c"/dev/pts/ptmx",
-        libc::O_RDWR | libc::O_NOCTTY,
-        0,
-        sys::RESOLVE_IN_ROOT | sys::RESOLVE_NO_MAGICLINKS | sys::RESOLVE_NO_SYMLINKS,
-    )
-    .ctx("opening", b"/dev/pts/ptmx")?;
-    sys::unlock_pty(master.as_fd()).ctx("unlockpt", b"/dev/pts/ptmx")?;
-    let peer = sys::open_pty_peer(master.as_fd()).ctx("opening pty peer", b"/dev/pts/ptmx")?;
-    if let Some((rows, cols)) = size {
-        sys::set_winsize(master.as_fd(), rows, cols).ctx("setting console size", b"")?;
-    }
-    Ok(terminal::Console { master, peer })
 }
 
 /// Load `--process FILE` (or `-` for stdin), naming the field on a type error.

@@ -658,6 +658,42 @@ fn tty_flag_gives_a_pty_from_the_containers_devpts() {
 }
 
 #[test]
+fn tty_is_refused_when_dev_pts_is_not_a_devpts() {
+    if !common::require_root() {
+        return;
+    }
+    // /dev/pts is a bind of a directory holding a regular file named ptmx:
+    // exec checks the filesystem magic, as the init does, before using it.
+    let b = running_with("exec-fake-pts", |b| {
+        let fake = b.dir.join("fake-pts");
+        fs::create_dir_all(&fake).unwrap();
+        fs::write(fake.join("ptmx"), "").unwrap();
+        b.set(
+            "/mounts/2",
+            serde_json::json!({"destination": "/dev/pts", "type": "bind",
+                "source": fake.to_str().unwrap(), "options": ["rbind"]}),
+        );
+    });
+    let out = exec(
+        &b,
+        &[
+            "-t",
+            "-d",
+            "--console-socket",
+            b.dir.join("c.sock").to_str().unwrap(),
+        ],
+        &["true"],
+    );
+    assert_eq!(out.code, 255, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("not a devpts: /dev/pts/ptmx"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(b.status(), "running");
+}
+
+#[test]
 fn foreground_exec_forwards_sigterm() {
     if !common::require_root() {
         return;
