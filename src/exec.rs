@@ -206,7 +206,7 @@ pub fn exec(dir: ContainerDir, process: &Process, o: &ExecOptions) -> Result<i32
     // runc: the socket is only for a detached process with a tty.
     if (!pplan.terminal || !o.detach) && o.console_socket.is_some() {
         return Err(LaunchError::Usage(
-            "cannot use console socket if keel will not detach or allocate tty".into(),
+            crate::launch::CONSOLE_SOCKET_UNUSED.into(),
         ));
     }
     let caps = match process.capabilities() {

@@ -510,7 +510,7 @@ fn open_checked(root: &Root, id: &str) -> Result<state::ContainerDir> {
 }
 
 /// Load and validate the bundle's config, then create. Returns the created container.
-fn create(root: &Root, a: &CreateArgs, keep_console: bool) -> Result<launch::Created> {
+fn create(root: &Root, a: &CreateArgs, foreground: bool) -> Result<launch::Created> {
     spec::validate_id(&a.id)?;
     let listen = listen_fds();
     let bundle = std::fs::canonicalize(&a.bundle)
@@ -532,7 +532,7 @@ fn create(root: &Root, a: &CreateArgs, keep_console: bool) -> Result<launch::Cre
         },
         pid_file: a.pid_file.clone(),
         console_socket: a.console_socket.clone(),
-        keep_console,
+        foreground,
         pidfd_socket: a.pidfd_socket.clone(),
     };
     let c = launch::create(root, &a.id, &bundle, &rootfs, &spec, &o)
