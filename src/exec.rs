@@ -53,6 +53,10 @@ pub struct ProcessFlags {
     pub additional_gids: Vec<u32>,
     pub caps: Vec<String>,
     pub no_new_privs: bool,
+    /// `--apparmor`: process.apparmorProfile.
+    pub apparmor: Option<String>,
+    /// `--process-label`: process.selinuxLabel.
+    pub process_label: Option<String>,
 }
 
 /// Build the exec'd process from the flags and the container's saved process.
@@ -84,9 +88,19 @@ pub fn process_from_flags(base: &Process, f: &ProcessFlags) -> Result<Process, S
         }
     }
     if !f.additional_gids.is_empty() {
-        user.set_additional_gids(Some(f.additional_gids.clone()));
+        // runc appends to the container's groups rather than replacing them.
+        let mut gids = user.additional_gids().clone().unwrap_or_default();
+        gids.extend(&f.additional_gids);
+        user.set_additional_gids(Some(gids));
     }
     p.set_user(user);
+    // As runc, an empty value keeps the container's.
+    if let Some(a) = f.apparmor.as_ref().filter(|s| !s.is_empty()) {
+        p.set_apparmor_profile(Some(a.clone()));
+    }
+    if let Some(l) = f.process_label.as_ref().filter(|s| !s.is_empty()) {
+        p.set_selinux_label(Some(l.clone()));
+    }
     if !f.caps.is_empty() {
         let mut c = base.capabilities().clone().unwrap_or_default();
         let extra: Vec<String> = f.caps.clone();
@@ -192,7 +206,7 @@ pub fn exec(dir: ContainerDir, process: &Process, o: &ExecOptions) -> Result<i32
     // runc: the socket is only for a detached process with a tty.
     if (!pplan.terminal || !o.detach) && o.console_socket.is_some() {
         return Err(LaunchError::Usage(
-            "cannot use console socket if keel will not detach or allocate tty".into(),
+            crate::launch::CONSOLE_SOCKET_UNUSED.into(),
         ));
     }
     let caps = match process.capabilities() {
@@ -461,7 +475,16 @@ fn child_setup(plan: &ExecPlan, ch: &Channel) -> Staged<(CString, Vec<CString>)>
         Stage::Terminal,
     )?;
     if plan.process.terminal {
-        let c = at(open_pty(plan.process.console_size), Stage::Terminal)?;
+        // A pty from the container's own devpts (we are chrooted into the container).
+        let c = at(
+            terminal::open_pty(
+                nix::fcntl::AT_FDCWD,
+                c"/dev/pts/ptmx",
+                b"/dev/pts/ptmx",
+                plan.process.console_size,
+            ),
+            Stage::Terminal,
+        )?;
         at(terminal::become_console(&c), Stage::Terminal)?;
         at(
             ch.send_console(c.master.as_fd())
@@ -513,24 +536,6 @@ fn child_setup(plan: &ExecPlan, ch: &Channel) -> Staged<(CString, Vec<CString>)>
     Ok((exe, env))
 }
 
-/// A pty from the container's own devpts (we are chrooted into the container).
-fn open_pty(size: Option<(u16, u16)>) -> Result<terminal::Console, Fail> {
-    let master = sys::openat2(
-        nix::fcntl::AT_FDCWD,
-        c"/dev/pts/ptmx",
-        libc::O_RDWR | libc::O_NOCTTY,
-        0,
-        sys::RESOLVE_IN_ROOT | sys::RESOLVE_NO_MAGICLINKS | sys::RESOLVE_NO_SYMLINKS,
-    )
-    .ctx("opening", b"/dev/pts/ptmx")?;
-    sys::unlock_pty(master.as_fd()).ctx("unlockpt", b"/dev/pts/ptmx")?;
-    let peer = sys::open_pty_peer(master.as_fd()).ctx("opening pty peer", b"/dev/pts/ptmx")?;
-    if let Some((rows, cols)) = size {
-        sys::set_winsize(master.as_fd(), rows, cols).ctx("setting console size", b"")?;
-    }
-    Ok(terminal::Console { master, peer })
-}
-
 /// Load `--process FILE` (or `-` for stdin), naming the field on a type error.
 pub fn load_process(path: &Path) -> Result<Process, String> {
     let text = if path.as_os_str() == "-" {
@@ -568,6 +573,43 @@ mod tests {
     }
 
     const BASE: &str = r#""cwd": "/", "args": ["sh"], "user": {"uid": 0, "gid": 0}"#;
+
+    #[test]
+    fn flags_set_apparmor_label_and_append_gids() {
+        let base = load(
+            "base.json",
+            r#"{"cwd": "/", "args": ["sh"], "apparmorProfile": "theirs",
+                "user": {"uid": 0, "gid": 0, "additionalGids": [5, 6]}}"#,
+        )
+        .unwrap();
+        let f = ProcessFlags {
+            args: vec!["true".into()],
+            additional_gids: vec![10, 20],
+            apparmor: Some("mine".into()),
+            process_label: Some("system_u:system_r:container_t:s0".into()),
+            ..Default::default()
+        };
+        let p = process_from_flags(&base, &f).unwrap();
+        assert_eq!(p.apparmor_profile().as_deref(), Some("mine"));
+        assert_eq!(
+            p.selinux_label().as_deref(),
+            Some("system_u:system_r:container_t:s0")
+        );
+        assert_eq!(
+            p.user().additional_gids().as_deref(),
+            Some(&[5, 6, 10, 20][..])
+        );
+        // Without the flags (or empty, as runc) the container's own stay.
+        let f = ProcessFlags {
+            args: vec!["true".into()],
+            apparmor: Some(String::new()),
+            ..Default::default()
+        };
+        let p = process_from_flags(&base, &f).unwrap();
+        assert_eq!(p.apparmor_profile().as_deref(), Some("theirs"));
+        assert_eq!(p.selinux_label(), &None);
+        assert_eq!(p.user().additional_gids().as_deref(), Some(&[5, 6][..]));
+    }
 
     #[test]
     fn process_file_takes_runtime_spec_scheduler_flags() {

@@ -44,11 +44,16 @@ pub struct CreateOptions {
     pub plan: plan::Options,
     pub pid_file: Option<PathBuf>,
     pub console_socket: Option<PathBuf>,
-    /// `run` in the foreground: keep the pty master for the relay instead of sending it.
-    pub keep_console: bool,
+    /// `run` in the foreground: keel stays and relays the pty itself, so no
+    /// `--console-socket` (runc's rule: a socket only when detaching with a tty).
+    pub foreground: bool,
     /// Send a pidfd of the init to this unix socket (runc 1.2's `--pidfd-socket`).
     pub pidfd_socket: Option<PathBuf>,
 }
+
+/// runc's rule for `--console-socket` (create, run, exec), naming the flag.
+pub const CONSOLE_SOCKET_UNUSED: &str =
+    "cannot use --console-socket if keel will not detach or allocate tty";
 
 /// A created container, as the creating process sees it.
 pub struct Created {
@@ -68,15 +73,14 @@ pub fn create(
     o: &CreateOptions,
 ) -> Result<Created, LaunchError> {
     let mut plan = plan::build(spec, bundle, rootfs, id, &o.plan)?;
-    if plan.process.terminal && o.console_socket.is_none() && !o.keep_console {
+    if plan.process.terminal && o.console_socket.is_none() && !o.foreground {
         return Err(LaunchError::Usage(
             "cannot allocate tty if keel will detach without setting console socket".into(),
         ));
     }
-    if !plan.process.terminal && o.console_socket.is_some() {
-        return Err(LaunchError::Usage(
-            "cannot use console socket if keel will not detach or allocate tty".into(),
-        ));
+    // Checked before the id is claimed: a refused run leaves nothing behind.
+    if (o.foreground || !plan.process.terminal) && o.console_socket.is_some() {
+        return Err(LaunchError::Usage(CONSOLE_SOCKET_UNUSED.into()));
     }
     let dir = root.claim(id)?;
     // With NOTIFY_SOCKET set, the state dir's `notify` becomes the container's /run/notify.

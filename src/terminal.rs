@@ -2,6 +2,7 @@
 //! /dev/console are right inside), its master goes to the parent, which sends it
 //! to --console-socket or relays it to its own terminal in the foreground.
 
+use std::ffi::CStr;
 use std::io::IoSlice;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
@@ -24,37 +25,55 @@ pub struct Console {
     pub peer: OwnedFd,
 }
 
-/// Child, before pivot_root: open the container's /dev/pts/ptmx, check it is a
-/// devpts, and bind the peer over /dev/console.
-pub fn open_in_container(root: &Rootfs<'_>, size: Option<(u16, u16)>) -> Result<Console, Fail> {
-    let show = root.show(c"dev/pts/ptmx");
+/// A new pty pair from the devpts at `ptmx` under `root` (resolved in that
+/// root, never through a symlink), checked to be a devpts by its filesystem
+/// magic: a file the image left there cannot pose as the multiplexer. Used by
+/// the init (before pivot_root) and by exec (chrooted into the container).
+pub fn open_pty(
+    root: BorrowedFd<'_>,
+    ptmx: &CStr,
+    show: &[u8],
+    size: Option<(u16, u16)>,
+) -> Result<Console, Fail> {
     let master = sys::openat2(
-        root.fd.as_fd(),
-        c"dev/pts/ptmx",
+        root,
+        ptmx,
         libc::O_RDWR | libc::O_NOCTTY,
         0,
         sys::RESOLVE_IN_ROOT | sys::RESOLVE_NO_MAGICLINKS | sys::RESOLVE_NO_SYMLINKS,
     )
-    .ctx("opening", &show)?;
-    let fs = nix::sys::statfs::fstatfs(master.as_fd()).ctx("statfs", &show)?;
+    .ctx("opening", show)?;
+    let fs = nix::sys::statfs::fstatfs(master.as_fd()).ctx("statfs", show)?;
     if sys::fs_magic(&fs) != DEVPTS_SUPER_MAGIC {
-        return Err(Fail::new("not a devpts:", &show, Errno::EINVAL));
+        return Err(Fail::new("not a devpts:", show, Errno::EINVAL));
     }
-    sys::unlock_pty(master.as_fd()).ctx("unlockpt", &show)?;
-    let peer = sys::open_pty_peer(master.as_fd()).ctx("opening pty peer of", &show)?;
+    sys::unlock_pty(master.as_fd()).ctx("unlockpt", show)?;
+    let peer = sys::open_pty_peer(master.as_fd()).ctx("opening pty peer of", show)?;
     if let Some((rows, cols)) = size {
-        sys::set_winsize(master.as_fd(), rows, cols).ctx("setting console size", &show)?;
+        sys::set_winsize(master.as_fd(), rows, cols).ctx("setting console size", show)?;
     }
+    Ok(Console { master, peer })
+}
+
+/// Child, before pivot_root: a pty from the container's /dev/pts/ptmx, its
+/// peer bound over /dev/console.
+pub fn open_in_container(root: &Rootfs<'_>, size: Option<(u16, u16)>) -> Result<Console, Fail> {
+    let c = open_pty(
+        root.fd.as_fd(),
+        c"dev/pts/ptmx",
+        &root.show(c"dev/pts/ptmx"),
+        size,
+    )?;
     let console = console_target(root)?;
     mount(
-        Some(fd_path(peer.as_fd()).as_path()),
+        Some(fd_path(c.peer.as_fd()).as_path()),
         &fd_path(console.as_fd()),
         None::<&std::ffi::CStr>,
         MsFlags::MS_BIND,
         None::<&std::ffi::CStr>,
     )
     .ctx("bind mounting pty on", &root.show(c"dev/console"))?;
-    Ok(Console { master, peer })
+    Ok(c)
 }
 
 /// /dev/console as a mount target, never through a symlink (CVE-2025-52565):

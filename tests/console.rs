@@ -110,8 +110,10 @@ fn create_sends_the_pty_master_to_the_console_socket() {
         &b.id,
     ]);
     assert!(out.status.success(), "create: {}", text(&out.stderr));
-    // Sent before create returned, as runc does.
-    let (_, master) = r.recv();
+    // Sent before create returned, as runc does: one message, whose payload
+    // is the name runc's console package gives the master.
+    let (payload, master) = r.recv();
+    assert_eq!(text(&payload), "/dev/ptmx");
     assert_eq!(b.status(), "created");
     let out = b.keel(&["start", &b.id]);
     assert!(out.status.success(), "start: {}", text(&out.stderr));
@@ -145,7 +147,8 @@ fn exec_tty_detached_sends_the_pty_master_to_the_console_socket() {
         "sh",
     ]);
     assert!(out.status.success(), "exec: {}", text(&out.stderr));
-    let (_, master) = r.recv();
+    let (payload, master) = r.recv();
+    assert_eq!(text(&payload), "/dev/ptmx");
     let pid: i32 = std::fs::read_to_string(&pid_file).unwrap().parse().unwrap();
     assert!(alive(pid));
 
@@ -186,7 +189,7 @@ fn console_socket_without_a_terminal_is_refused() {
     if !common::require_root() {
         return;
     }
-    let msg = "cannot use console socket if keel will not detach or allocate tty";
+    let msg = "cannot use --console-socket if keel will not detach or allocate tty";
     let sock = |b: &Bundle| b.dir.join("unused.sock");
     let mut b = Bundle::new("console-noterm");
     b.args(&["true"]);
@@ -198,6 +201,18 @@ fn console_socket_without_a_terminal_is_refused() {
         msg,
     );
     assert!(!b.keel(&["state", &b.id]).status.success());
+
+    // runc's rule also refuses a socket in the foreground, tty or not: keel
+    // relays the pty itself there. Refused before anything is made.
+    let b = tty_bundle("console-foreground");
+    let s = sock(&b);
+    let s = s.to_str().unwrap();
+    let out = b.keel(&["run", "--console-socket", s, "--bundle", dir(&b), &b.id]);
+    assert_fails_with(&out, msg);
+    assert_eq!(common::exit_code(out.status), 255);
+    assert!(!b.keel(&["state", &b.id]).status.success());
+    assert!(common::cgroups_named(&b.id).is_empty());
+    assert!(!Path::new(s).exists());
 
     let mut b = Bundle::new("console-noterm-exec");
     b.args(&["sleep", "1000"]);
@@ -214,4 +229,37 @@ fn console_socket_without_a_terminal_is_refused() {
         msg,
     );
     assert!(!Path::new(s).exists());
+}
+
+#[test]
+fn console_size_is_applied_to_the_pty_sent_to_the_socket() {
+    if !common::require_root() {
+        return;
+    }
+    let mut b = Bundle::new("console-size");
+    b.set("/process/terminal", serde_json::json!(true));
+    b.set(
+        "/process/consoleSize",
+        serde_json::json!({"height": 37, "width": 111}),
+    );
+    b.args(&["sh"]);
+    b.write();
+    let r = recvfd::Receiver::bind(&b.dir.join("console.sock"));
+    let out = b.keel(&[
+        "create",
+        "--console-socket",
+        r.path_str(),
+        "--bundle",
+        dir(&b),
+        &b.id,
+    ]);
+    assert!(out.status.success(), "create: {}", text(&out.stderr));
+    let (_, master) = r.recv();
+    let out = b.keel(&["start", &b.id]);
+    assert!(out.status.success(), "start: {}", text(&out.stderr));
+    write_all(&master, b"stty size; echo marker-$((40+2))\n");
+    let got = read_until(&master, &["marker-42"]);
+    assert!(got.contains("37 111"), "{got:?}");
+    write_all(&master, b"exit\n");
+    b.wait_for_status("stopped");
 }

@@ -236,11 +236,52 @@ fn additional_gids_flag() {
     if !common::require_root() {
         return;
     }
-    let b = running("exec-gids");
+    // runc appends -g to the container's own additionalGids.
+    let b = running_with("exec-gids", |b| {
+        b.set("/process/user/additionalGids", serde_json::json!([30]));
+    });
     let out = sh(&b, &["-u", "1000:1000", "-g", "10", "-g", "20"], "id -G");
-    assert_eq!(out, "1000 10 20\n");
+    assert_eq!(out, "1000 10 20 30\n");
     let out = sh(&b, &["-u", "1000:1000"], "id -G");
-    assert_eq!(out, "1000\n", "no extra groups without -g");
+    assert_eq!(out, "1000 30\n", "the container's groups without -g");
+}
+
+#[test]
+fn apparmor_and_process_label_flags_reach_the_process() {
+    if !common::require_root() {
+        return;
+    }
+    // This host has neither AppArmor nor SELinux: the flags are taken (as
+    // runc's) and the process's fields are refused as config.json's would be.
+    let host = |p: &str| Path::new(p).exists();
+    if host("/sys/kernel/security/apparmor") || host("/sys/fs/selinux/enforce") {
+        eprintln!("skipped: AppArmor or SELinux is enabled here");
+        return;
+    }
+    let b = running("exec-lsm");
+    let out = exec(&b, &["--apparmor", "keel-test"], &["true"]);
+    assert_eq!(out.code, 255, "{}", out.stderr);
+    assert!(
+        out.stderr.contains(
+            r#"process.apparmorProfile: AppArmor is not enabled on this host (profile "keel-test")"#
+        ),
+        "{}",
+        out.stderr
+    );
+    let out = exec(
+        &b,
+        &["--process-label", "system_u:system_r:container_t:s0"],
+        &["true"],
+    );
+    assert_eq!(out.code, 255, "{}", out.stderr);
+    assert!(
+        out.stderr.contains(
+            "process.selinuxLabel: a SELinux label is set, but SELinux is disabled or not supported on this host"
+        ),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(b.status(), "running");
 }
 
 #[test]
@@ -362,11 +403,14 @@ fn process_is_in_the_containers_namespaces_cgroup_and_root() {
     if !common::require_root() {
         return;
     }
-    let b = running("exec-where");
+    let b = running_with("exec-where", |b| {
+        b.set("/linux/namespaces/-", serde_json::json!({"type": "cgroup"}));
+        b.set("/linux/namespaces/-", serde_json::json!({"type": "time"}));
+    });
     let init = b.pid();
     let pid = exec_detached(&b, &[], &["sleep", "1000"]);
     assert!(alive(pid), "exec'd process {pid} is alive");
-    for ns in ["mnt", "pid", "net", "uts", "ipc"] {
+    for ns in ["mnt", "pid", "net", "uts", "ipc", "cgroup", "time"] {
         assert_eq!(
             ident(&format!("/proc/{pid}/ns/{ns}")),
             ident(&format!("/proc/{init}/ns/{ns}")),
@@ -489,8 +533,12 @@ fn exec_into_a_stopped_container_fails() {
     b.run_detached();
     b.wait_for_status("stopped");
     let out = exec(&b, &[], &["true"]);
-    assert_ne!(out.code, 0);
-    assert!(out.stderr.contains("stopped"), "{}", out.stderr);
+    assert_eq!(out.code, 255);
+    assert!(
+        out.stderr.contains("cannot exec in a stopped container"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
@@ -504,8 +552,13 @@ fn exec_into_a_paused_container_needs_ignore_paused() {
     assert!(ok.status.success(), "pause: {}", text(&ok.stderr));
     b.wait_for_status("paused");
     let out = exec(&b, &[], &["true"]);
-    assert_ne!(out.code, 0);
-    assert!(out.stderr.contains("paused"), "{}", out.stderr);
+    assert_eq!(out.code, 255);
+    assert!(
+        out.stderr
+            .contains("cannot exec in a paused container (use --ignore-paused to override)"),
+        "{}",
+        out.stderr
+    );
 
     // --ignore-paused: the process is made in the frozen cgroup and runs (as in
     // runc) once the container is resumed.
@@ -602,6 +655,42 @@ fn tty_flag_gives_a_pty_from_the_containers_devpts() {
         listed.contains(&n.as_str()) && listed.contains(&"ptmx"),
         "{out:?}"
     );
+}
+
+#[test]
+fn tty_is_refused_when_dev_pts_is_not_a_devpts() {
+    if !common::require_root() {
+        return;
+    }
+    // /dev/pts is a bind of a directory holding a regular file named ptmx:
+    // exec checks the filesystem magic, as the init does, before using it.
+    let b = running_with("exec-fake-pts", |b| {
+        let fake = b.dir.join("fake-pts");
+        fs::create_dir_all(&fake).unwrap();
+        fs::write(fake.join("ptmx"), "").unwrap();
+        b.set(
+            "/mounts/2",
+            serde_json::json!({"destination": "/dev/pts", "type": "bind",
+                "source": fake.to_str().unwrap(), "options": ["rbind"]}),
+        );
+    });
+    let out = exec(
+        &b,
+        &[
+            "-t",
+            "-d",
+            "--console-socket",
+            b.dir.join("c.sock").to_str().unwrap(),
+        ],
+        &["true"],
+    );
+    assert_eq!(out.code, 255, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("not a devpts: /dev/pts/ptmx"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(b.status(), "running");
 }
 
 #[test]

@@ -607,6 +607,146 @@ fn foreground_run_forwards_sigterm() {
     assert!(!state_dir(&b).exists(), "run left its state dir");
 }
 
+/// `keel run` in the foreground of `b`, stdout and stderr to files under `<dir>/io-fg`.
+fn spawn_foreground(b: &Bundle) -> (ChildGuard, PathBuf, PathBuf) {
+    b.write();
+    let io = b.dir.join("io-fg");
+    fs::create_dir_all(&io).unwrap();
+    let (out_p, err_p) = (io.join("stdout"), io.join("stderr"));
+    let child = Command::new(common::keel_bin())
+        .arg("--root")
+        .arg(&b.root)
+        .args(["run", "--bundle", &dir_str(&b.dir), &b.id])
+        .current_dir(&b.dir)
+        .stdin(Stdio::null())
+        .stdout(File::create(&out_p).unwrap())
+        .stderr(File::create(&err_p).unwrap())
+        .spawn()
+        .expect("spawn keel run");
+    (ChildGuard(child), out_p, err_p)
+}
+
+fn signal(pid: u32, sig: nix::sys::signal::Signal) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig)
+        .unwrap_or_else(|e| panic!("{sig} to {pid}: {e}"));
+}
+
+fn wait_exit(child: &mut ChildGuard) -> i32 {
+    let mut status = None;
+    common::wait_until(DEADLINE, "keel run to exit", || {
+        status = child.0.try_wait().expect("wait for keel run");
+        status.is_some()
+    });
+    common::exit_code(status.unwrap())
+}
+
+#[test]
+fn foreground_run_forwards_sigusr1_and_sighup() {
+    if !common::require_root() {
+        return;
+    }
+    use nix::sys::signal::Signal;
+    let mut b = Bundle::new("fg-usr1-hup");
+    b.args(&[
+        "sh",
+        "-c",
+        "trap 'echo got USR1' USR1; trap 'echo got HUP' HUP; \
+         trap 'echo got TERM; exit 7' TERM; echo ready; \
+         while :; do sleep 1000 & wait $!; done",
+    ]);
+    let (mut child, out_p, err_p) = spawn_foreground(&b);
+    let out = || fs::read_to_string(&out_p).unwrap_or_default();
+    common::wait_until(DEADLINE, "the container to print ready", || {
+        out().contains("ready")
+    });
+    // Each signal in turn, once the previous one was seen: no coalescing.
+    for (sig, line) in [(Signal::SIGUSR1, "got USR1"), (Signal::SIGHUP, "got HUP")] {
+        signal(child.0.id(), sig);
+        common::wait_until(DEADLINE, line, || out().contains(line));
+    }
+    signal(child.0.id(), Signal::SIGTERM);
+    let code = wait_exit(&mut child);
+    let err = fs::read_to_string(&err_p).unwrap_or_default();
+    assert_eq!(code, 7, "stdout: {}\nstderr: {err}", out());
+    assert_eq!(out(), "ready\ngot USR1\ngot HUP\ngot TERM\n", "{err}");
+}
+
+/// (state, ppid) from /proc/<pid>/stat, None once the pid is gone.
+fn stat_of(pid: i32) -> Option<(String, i32)> {
+    let s = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let mut f = s.rsplit_once(')')?.1.split_whitespace();
+    let state = f.next()?.to_owned();
+    Some((state, f.next()?.parse().ok()?))
+}
+
+#[test]
+fn foreground_run_reaps_orphans_and_waits_for_the_init() {
+    if !common::require_root() {
+        return;
+    }
+    // Without a pid namespace the container's orphans are reparented to keel,
+    // the nearest subreaper: it must reap them and keep waiting for the init.
+    let mut b = Bundle::new("fg-subreaper");
+    b.unset("/linux/namespaces/0");
+    // The orphan waits on a fifo the test writes once it has seen it reparented.
+    let w = b.dir.join("w");
+    fs::create_dir(&w).unwrap();
+    nix::unistd::mkfifo(
+        &w.join("go"),
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    )
+    .unwrap();
+    b.set(
+        "/mounts/-",
+        json!({"destination": "/tmp", "type": "bind", "source": w, "options": ["rbind"]}),
+    );
+    b.args(&[
+        "sh",
+        "-c",
+        "(sh -c 'echo orphan $$; read x < /tmp/go' &); echo ready; exec sleep 1000",
+    ]);
+    let (mut child, out_p, err_p) = spawn_foreground(&b);
+    let keel_pid = child.0.id() as i32;
+    let out = || fs::read_to_string(&out_p).unwrap_or_default();
+    common::wait_until(DEADLINE, "the orphan and the init to print", || {
+        let o = out();
+        o.contains("ready") && o.contains("orphan ")
+    });
+    let orphan: i32 = out()
+        .lines()
+        .find_map(|l| l.strip_prefix("orphan "))
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("orphan pid in {:?}", out()));
+    common::wait_until(DEADLINE, "the orphan to be reparented to keel", || {
+        stat_of(orphan).is_some_and(|(_, ppid)| ppid == keel_pid)
+    });
+    fs::OpenOptions::new()
+        .write(true)
+        .open(w.join("go"))
+        .and_then(|mut f| f.write_all(b"go\n"))
+        .expect("writing the fifo");
+    // Gone entirely (reaped), not a zombie; and no zombie child of keel at all.
+    common::wait_until(DEADLINE, "the orphan to be reaped", || {
+        stat_of(orphan).is_none()
+    });
+    let zombies: Vec<i32> = fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&p| stat_of(p).is_some_and(|(st, ppid)| ppid == keel_pid && st == "Z"))
+        .collect();
+    assert!(zombies.is_empty(), "zombie children of keel: {zombies:?}");
+    assert!(
+        child.0.try_wait().unwrap().is_none(),
+        "keel run exited when an orphan did; stderr: {}",
+        fs::read_to_string(&err_p).unwrap_or_default()
+    );
+    assert_eq!(b.status(), "running");
+    // SIGTERM is forwarded to the init (sleep): keel exits with 128+15.
+    signal(child.0.id(), nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(wait_exit(&mut child), 128 + 15);
+}
+
 // ---------------------------------------------------------------------------
 // --pid-file.
 

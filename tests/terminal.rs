@@ -157,3 +157,68 @@ fn foreground_tty_follows_window_resizes() {
         !tmux.cmd(&["has-session", "-t", "s"]).status.success()
     });
 }
+
+#[test]
+fn outer_terminal_mode_is_restored_after_run_and_exec() {
+    if !common::require_root() {
+        return;
+    }
+    let mut b = Bundle::new("tty-restore");
+    b.set("/process/terminal", serde_json::json!(true));
+    b.args(&["sh"]);
+    b.write();
+    let mut e = Bundle::new("tty-restore-exec");
+    e.args(&["sleep", "1000"]);
+    e.run_detached();
+    let keel = common::keel_bin();
+    let d = b.dir.display();
+    // The pane's shell records its terminal's mode before and after each
+    // foreground keel (which puts it in raw mode while it relays).
+    let script = b.dir.join("outer.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "stty -g > {d}/before\n\
+             {k} --root {r} run --bundle {d} {id}\n\
+             stty -g > {d}/after-run\n\
+             {k} --root {er} exec -t {eid} sh\n\
+             stty -g > {d}/after-exec\n\
+             exec sleep 1000\n",
+            k = keel.display(),
+            r = b.root.display(),
+            id = b.id,
+            er = e.root.display(),
+            eid = e.id,
+        ),
+    )
+    .unwrap();
+    let tmux = Tmux {
+        sock: format!("{}-tmux", b.id),
+    };
+    let cmd = format!("sh {}", script.display());
+    let out = tmux.cmd(&["new-session", "-d", "-s", "s", "-x", "80", "-y", "24", &cmd]);
+    assert!(out.status.success(), "tmux: {}", common::text(&out.stderr));
+    let exists = |name: &str| {
+        let p = b.dir.join(name);
+        common::wait_until(std::time::Duration::from_secs(30), name, || p.exists());
+    };
+    for (marker, after) in [("in-$((1+1))", "after-run"), ("in-$((2+1))", "after-exec")] {
+        tmux.cmd(&["send-keys", "-t", "s", &format!("echo {marker}"), "Enter"]);
+        // The shell in the container answers: keel is relaying.
+        let want = if after == "after-run" { "in-2" } else { "in-3" };
+        tmux.wait_for(want);
+        tmux.cmd(&["send-keys", "-t", "s", "exit", "Enter"]);
+        exists(after);
+    }
+    let read = |name: &str| {
+        // Written by stty right before the file is closed: wait for the newline.
+        let p = b.dir.join(name);
+        common::wait_until(std::time::Duration::from_secs(30), name, || {
+            std::fs::read_to_string(&p).is_ok_and(|s| s.ends_with('\n'))
+        });
+        std::fs::read_to_string(&p).unwrap()
+    };
+    let before = read("before");
+    assert_eq!(read("after-run"), before, "mode after keel run -t");
+    assert_eq!(read("after-exec"), before, "mode after keel exec -t");
+}

@@ -129,6 +129,66 @@ fn the_containers_processes_run_as_the_mapped_uid_on_the_host() {
 }
 
 #[test]
+fn exec_joins_the_containers_user_namespace() {
+    if !common::require_root() {
+        return;
+    }
+    let mut b = Bundle::new("userns-exec");
+    with_userns(&mut b, json!([range(0, HOST_BASE, 1000)]));
+    b.args(&["sleep", "1000"]);
+    b.run_detached();
+    let init = b.pid();
+    let ns = |pid: &str| fs::read_link(format!("/proc/{pid}/ns/user")).unwrap();
+    assert_ne!(
+        ns(&init.to_string()),
+        ns("self"),
+        "the container has its own"
+    );
+    let out = b.keel(&[
+        "exec",
+        &b.id,
+        "sh",
+        "-c",
+        "readlink /proc/self/ns/user; id -u; cat /proc/self/uid_map /proc/self/gid_map",
+    ]);
+    assert!(out.status.success(), "exec: {}", common::text(&out.stderr));
+    let out = common::text(&out.stdout);
+    let mut lines = out.lines();
+    assert_eq!(
+        lines.next().map(std::path::PathBuf::from),
+        Some(ns(&init.to_string())),
+        "the exec'd process is in the init's user namespace: {out}"
+    );
+    assert_eq!(lines.next(), Some("0"), "root inside: {out}");
+    let words: Vec<&str> = lines.flat_map(str::split_whitespace).collect();
+    assert_eq!(
+        words,
+        ["0", "100000", "1000", "0", "100000", "1000"],
+        "{out}"
+    );
+    // And from the host: it runs as the mapped uid, like the init.
+    let pid_file = b.dir.join("exec.pid");
+    let out = b.keel(&[
+        "exec",
+        "-d",
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+        &b.id,
+        "sleep",
+        "1000",
+    ]);
+    assert!(
+        out.status.success(),
+        "exec -d: {}",
+        common::text(&out.stderr)
+    );
+    let pid = fs::read_to_string(&pid_file).unwrap();
+    assert_eq!(ns(&pid), ns(&init.to_string()));
+    let m = fs::metadata(format!("/proc/{pid}")).unwrap();
+    assert_eq!((m.uid(), m.gid()), (HOST_BASE, HOST_BASE));
+}
+
+#[test]
 fn default_mounts_work_in_a_user_namespace() {
     if !common::require_root() {
         return;

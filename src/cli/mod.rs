@@ -129,10 +129,10 @@ pub struct ExecArgs {
     pub cap: Vec<String>,
     #[arg(long = "no-new-privs")]
     pub no_new_privs: bool,
-    /// AppArmor profile (not supported yet)
+    /// AppArmor profile for the process
     #[arg(long)]
     pub apparmor: Option<String>,
-    /// SELinux label (not supported yet)
+    /// SELinux label for the process
     #[arg(long = "process-label")]
     pub process_label: Option<String>,
     #[arg(long = "preserve-fds", default_value_t = 0)]
@@ -453,9 +453,6 @@ fn dispatch(root: &Path, systemd: bool, cmd: Cmd) -> Result<i32> {
 }
 
 fn exec(root: &Root, a: &ExecArgs) -> Result<i32> {
-    if a.apparmor.is_some() || a.process_label.is_some() {
-        bail!("--apparmor and --process-label are not supported yet");
-    }
     let dir = open_checked(root, &a.id)?;
     let process = match &a.process {
         Some(p) => crate::exec::load_process(p).map_err(anyhow::Error::msg)?,
@@ -470,6 +467,8 @@ fn exec(root: &Root, a: &ExecArgs) -> Result<i32> {
                 additional_gids: a.additional_gids.clone(),
                 caps: a.cap.clone(),
                 no_new_privs: a.no_new_privs,
+                apparmor: a.apparmor.clone(),
+                process_label: a.process_label.clone(),
             };
             crate::exec::process_from_flags(&base, &flags).map_err(anyhow::Error::msg)?
         }
@@ -511,7 +510,7 @@ fn open_checked(root: &Root, id: &str) -> Result<state::ContainerDir> {
 }
 
 /// Load and validate the bundle's config, then create. Returns the created container.
-fn create(root: &Root, a: &CreateArgs, keep_console: bool) -> Result<launch::Created> {
+fn create(root: &Root, a: &CreateArgs, foreground: bool) -> Result<launch::Created> {
     spec::validate_id(&a.id)?;
     let listen = listen_fds();
     let bundle = std::fs::canonicalize(&a.bundle)
@@ -533,7 +532,7 @@ fn create(root: &Root, a: &CreateArgs, keep_console: bool) -> Result<launch::Cre
         },
         pid_file: a.pid_file.clone(),
         console_socket: a.console_socket.clone(),
-        keep_console,
+        foreground,
         pidfd_socket: a.pidfd_socket.clone(),
     };
     let c = launch::create(root, &a.id, &bundle, &rootfs, &spec, &o)

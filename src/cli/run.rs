@@ -33,8 +33,7 @@ pub fn run(root: &Root, a: &CreateArgs, detach: bool, keep: bool) -> Result<i32>
     let (mask, old) = block_forwarded_signals();
     let _ = nix::sys::prctl::set_child_subreaper(true);
 
-    let keep_console = a.console_socket.is_none();
-    let created = super::create(root, a, keep_console);
+    let created = super::create(root, a, true);
     let c = match created {
         Ok(c) => c,
         Err(e) => {

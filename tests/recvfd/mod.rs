@@ -1,6 +1,7 @@
 //! The receiving end of `--console-socket` and `--pidfd-socket`, as runc's
 //! `recvtty` is for the console: a unix socket that accepts one connection
-//! and takes one message with one descriptor (SCM_RIGHTS) from it.
+//! and takes one message with one descriptor (SCM_RIGHTS) from it; the
+//! sender must then close the connection with nothing more sent.
 //!
 //! ```ignore
 //! mod recvfd;
@@ -95,7 +96,18 @@ fn accept_one(listener: &UnixListener, deadline: Instant) -> io::Result<Received
             .saturating_duration_since(Instant::now())
             .max(Duration::from_millis(1)),
     ))?;
-    recv_fd(stream.as_raw_fd())
+    let got = recv_fd(stream.as_raw_fd())?;
+    // The sender closes after its one message: anything more before EOF is an error.
+    let mut rest = Vec::new();
+    io::Read::read_to_end(&mut &stream, &mut rest)?;
+    if !rest.is_empty() {
+        return Err(io::Error::other(format!(
+            "more than one message: {:?} after {:?}",
+            String::from_utf8_lossy(&rest),
+            String::from_utf8_lossy(&got.0)
+        )));
+    }
+    Ok(got)
 }
 
 /// One message with exactly one descriptor attached.
