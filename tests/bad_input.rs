@@ -462,7 +462,13 @@ fn commands_on_a_missing_id() {
         vec!["start", b.id.as_str()],
     ] {
         let out = b.keel(&args);
-        assert_refused_clean(&b, &b.id, &out, &args.join(" "), &["does not exist", &b.id]);
+        assert_refused_clean(
+            &b,
+            &b.id,
+            &out,
+            &args.join(" "),
+            &["container does not exist", &b.id],
+        );
     }
 }
 

@@ -290,7 +290,7 @@ fn create_start_exit_moves_through_created_running_stopped() {
     let cgroups = common::cgroups_named(&b.id);
     assert!(cgroups.is_empty(), "delete left {cgroups:?}");
     let out = b.keel(&["state", &b.id]);
-    assert_failed(&out, "state after delete", &["does not exist"]);
+    assert_failed(&out, "state after delete", &["container does not exist"]);
 }
 
 #[test]
@@ -411,6 +411,15 @@ fn kill_by_name_and_number() {
             "kill 9 of a stopped container",
             &["container not running"],
         );
+        // runc's phrase, which callers match, from the cgroup commands too.
+        for cmd in ["pause", "update", "events"] {
+            let out = b.keel(&[cmd, &b.id]);
+            assert_failed(
+                &out,
+                &format!("{cmd} of a stopped container"),
+                &["container not running", &b.id],
+            );
+        }
         b.delete();
         assert!(!state_dir(&b).exists());
     }
@@ -470,7 +479,11 @@ fn delete_refuses_running_and_force_kills() {
     let cgroups = common::cgroups_named(&b.id);
     assert!(cgroups.is_empty(), "delete --force left {cgroups:?}");
     let out = b.keel(&["state", &b.id]);
-    assert_failed(&out, "state after delete --force", &["does not exist"]);
+    assert_failed(
+        &out,
+        "state after delete --force",
+        &["container does not exist"],
+    );
 }
 
 #[test]
@@ -835,7 +848,7 @@ fn start_of_missing_container_fails() {
     assert_failed(
         &out,
         "start of a missing container",
-        &["does not exist", &b.id],
+        &["container does not exist", &b.id],
     );
     assert!(!state_dir(&b).exists());
 }
@@ -956,7 +969,7 @@ fn log_json_writes_one_error_line() {
     let missing = format!("{}-missing", b.id);
     let dir = dir_str(&b.dir);
     let cases: [(&str, Vec<&str>, &str); 2] = [
-        ("state", vec!["state", &missing], "does not exist"),
+        ("state", vec!["state", &missing], "container does not exist"),
         (
             "create",
             vec!["create", "--bundle", &dir, &b.id],
