@@ -965,12 +965,11 @@ fn single_dash_root_flag() {
     assert!(!state_dir(&b).exists());
 }
 
-#[test]
-fn log_json_writes_one_error_line() {
-    if !common::require_root() {
-        return;
-    }
-    let mut b = Bundle::new("log-json");
+/// Two failing commands (state of a missing id, create without `process`)
+/// with `--log <file> --log-format <format>`: each must write exactly one
+/// line to the log. Returns (command, what its msg must hold, the line).
+fn failing_log_lines(format: &str) -> Vec<(&'static str, &'static str, String)> {
+    let mut b = Bundle::new(&format!("log-{format}"));
     b.unset("/process");
     b.write();
     let missing = format!("{}-missing", b.id);
@@ -983,19 +982,30 @@ fn log_json_writes_one_error_line() {
             "config.json: process",
         ),
     ];
+    let mut lines = Vec::new();
     for (name, args, needle) in cases {
         let log = b.dir.join(format!("{name}.log"));
         let log_s = dir_str(&log);
-        let mut all = vec!["--log", &log_s, "--log-format", "json"];
+        let mut all = vec!["--log", &log_s, "--log-format", format];
         all.extend(args.iter().copied());
         let out = b.keel(&all);
         assert_failed(&out, name, &[]);
         let body = fs::read_to_string(&log).unwrap_or_else(|e| panic!("{name}: log file: {e}"));
         assert!(body.ends_with('\n'), "{name}: {body:?}");
-        let lines: Vec<&str> = body.lines().collect();
-        assert_eq!(lines.len(), 1, "{name}: {body}");
-        let v: Value = serde_json::from_str(lines[0])
-            .unwrap_or_else(|e| panic!("{name}: log line is not JSON ({e}): {}", lines[0]));
+        assert_eq!(body.lines().count(), 1, "{name}: {body}");
+        lines.push((name, needle, body.trim_end().to_owned()));
+    }
+    lines
+}
+
+#[test]
+fn log_json_writes_one_error_line() {
+    if !common::require_root() {
+        return;
+    }
+    for (name, needle, line) in failing_log_lines("json") {
+        let v: Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("{name}: log line is not JSON ({e}): {line}"));
         let obj = v.as_object().expect("log line is an object");
         let mut keys: Vec<&str> = obj.keys().map(String::as_str).collect();
         keys.sort();
@@ -1005,6 +1015,35 @@ fn log_json_writes_one_error_line() {
         assert!(msg.contains(needle), "{name}: msg {msg:?} lacks {needle:?}");
         let time = v["time"].as_str().unwrap();
         assert!(parse_rfc3339(time).is_some(), "{name}: time {time:?}");
+        // runc's (logrus's) key order, which line-oriented readers may rely on.
+        let want = format!(
+            "{{\"level\":\"error\",\"msg\":{},\"time\":\"{time}\"}}",
+            Value::from(msg)
+        );
+        assert_eq!(line, want, "{name}: key order or spacing");
+    }
+}
+
+#[test]
+fn log_text_writes_one_error_line() {
+    if !common::require_root() {
+        return;
+    }
+    for (name, needle, line) in failing_log_lines("text") {
+        // logrus's text format: time="<RFC3339>" level=error msg="<quoted>"
+        let rest = line
+            .strip_prefix("time=\"")
+            .unwrap_or_else(|| panic!("{name}: no time= first: {line}"));
+        let (time, rest) = rest
+            .split_once('"')
+            .unwrap_or_else(|| panic!("{name}: unterminated time: {line}"));
+        assert!(parse_rfc3339(time).is_some(), "{name}: time {time:?}");
+        let quoted = rest
+            .strip_prefix(" level=error msg=")
+            .unwrap_or_else(|| panic!("{name}: no level=error msg= after the time: {line}"));
+        let msg: String = serde_json::from_str(quoted)
+            .unwrap_or_else(|e| panic!("{name}: msg is not one quoted string ({e}): {line}"));
+        assert!(msg.contains(needle), "{name}: msg {msg:?} lacks {needle:?}");
     }
 }
 
