@@ -521,10 +521,17 @@ pub fn parse_signal(s: &str) -> Result<i32, String> {
 /// with `all`, every process in the container's cgroup.
 pub fn kill(dir: &ContainerDir, sig: i32, all: bool) -> Result<(), LaunchError> {
     let st = dir.load()?;
-    let pidfd = match dir.status(&st) {
-        Status::Stopped => None,
-        _ => state::open_init(&st),
-    };
+    let stopped = dir.status(&st) == Status::Stopped;
+    if all && stopped {
+        // runc 1.1's Signal(all): without a pid namespace the init's death
+        // leaves the rest in the cgroup (containerd's KillAll reaches them
+        // here); done when there is no cgroup left.
+        return match st.cgroup.as_ref().filter(|c| c.dirs().any(Path::is_dir)) {
+            Some(cg) => Ok(cg.signal_all(sig)?),
+            None => Ok(()),
+        };
+    }
+    let pidfd = if stopped { None } else { state::open_init(&st) };
     let pidfd = pidfd.ok_or_else(|| LaunchError::Usage("container not running".into()))?;
     if all {
         if let Some(cg) = &st.cgroup {

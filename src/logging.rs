@@ -85,12 +85,12 @@ mod tests {
     fn json_line_has_runc_fields() {
         let v: serde_json::Value = serde_json::from_str(&line(
             "error",
-            "container \"x\" does not exist",
+            "container does not exist: \"x\"",
             Format::Json,
         ))
         .unwrap();
         assert_eq!(v["level"], "error");
-        assert_eq!(v["msg"], "container \"x\" does not exist");
+        assert_eq!(v["msg"], "container does not exist: \"x\"");
         assert!(v["time"].as_str().unwrap().ends_with('Z'));
     }
 

@@ -1008,7 +1008,10 @@ fn copy_tree(from: BorrowedFd<'_>, to: BorrowedFd<'_>, depth: u32) -> Result<(),
     if depth > 64 {
         return Err(Errno::ELOOP);
     }
-    let dup = nix::unistd::dup(from)?;
+    // Born close-on-exec (F_DUPFD_CLOEXEC): never a window for an exec to inherit it.
+    let dup = from
+        .try_clone_to_owned()
+        .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EMFILE)))?;
     let mut dir = Dir::from_fd(dup)?;
     let entries: Vec<(CString, Option<Type>)> = dir
         .iter()

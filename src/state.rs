@@ -76,7 +76,7 @@ impl Status {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
-    #[error("container {0:?} does not exist")]
+    #[error("container does not exist: {0:?}")]
     NotExist(String),
     #[error("container with id {0:?} already exists")]
     Exists(String),

@@ -107,12 +107,28 @@ fn assert_left_nothing(b: &Bundle, id: &str, what: &str) {
     assert!(cgroups.is_empty(), "{what}: cgroups left: {cgroups:?}");
 }
 
+/// runc's exit status for a failure of the runtime itself: 255 for run (and
+/// exec), whose own status is the container's; 1 for the other commands.
+fn failure_code(verb: &str) -> i32 {
+    if verb == "run" {
+        255
+    } else {
+        1
+    }
+}
+
 /// `keel <verb> --bundle <dir> <id>` for create and run, each checked.
 fn refuse_create_and_run(b: &Bundle, what: &str, needles: &[&str]) {
     let dir = dir_str(&b.dir);
     for verb in ["create", "run"] {
         let out = b.keel(&[verb, "--bundle", &dir, &b.id]);
-        assert_refused_clean(b, &b.id, &out, &format!("{what} ({verb})"), needles);
+        let what = format!("{what} ({verb})");
+        assert_refused_clean(b, &b.id, &out, &what, needles);
+        assert_eq!(
+            common::exit_code(out.status),
+            failure_code(verb),
+            "{what}: exit status"
+        );
     }
 }
 
@@ -345,6 +361,7 @@ fn invalid_container_ids() {
             let out = b.keel(&[verb, "--bundle", &dir, id]);
             let what = format!("{verb} with id {id:?}");
             assert_refused_clean(&b, id, &out, &what, &["invalid container id"]);
+            assert_eq!(common::exit_code(out.status), failure_code(verb), "{what}");
             assert!(
                 !b.root.join("a").exists(),
                 "{what}: created {}/a",
@@ -355,6 +372,7 @@ fn invalid_container_ids() {
             let out = b.keel(&[verb, id]);
             let what = format!("{verb} with id {id:?}");
             assert_refused_clean(&b, id, &out, &what, &["invalid container id"]);
+            assert_eq!(common::exit_code(out.status), failure_code(verb), "{what}");
         }
     }
     // Nothing appeared next to the state root (".." would be the bundle dir)
@@ -385,6 +403,7 @@ fn existing_id_is_refused_and_survives() {
         b.write();
         let out = b.keel(&[verb, "--bundle", &dir_str(&b.dir), &b.id]);
         assert!(!out.status.success(), "{verb} of an existing id succeeded");
+        assert_eq!(common::exit_code(out.status), failure_code(verb), "{verb}");
         let err = text(&out.stderr);
         assert!(
             err.contains("already exists") && err.contains(&b.id),
@@ -462,7 +481,13 @@ fn commands_on_a_missing_id() {
         vec!["start", b.id.as_str()],
     ] {
         let out = b.keel(&args);
-        assert_refused_clean(&b, &b.id, &out, &args.join(" "), &["does not exist", &b.id]);
+        assert_refused_clean(
+            &b,
+            &b.id,
+            &out,
+            &args.join(" "),
+            &["container does not exist", &b.id],
+        );
     }
 }
 

@@ -1056,6 +1056,40 @@ fn kill_all_signals_every_process() {
     common::wait_until(DEADLINE, "an empty cgroup", || c.procs().is_empty());
 }
 
+/// runc 1.1's Signal(all) on a stopped container: without a pid namespace
+/// the init's exit leaves its child in the cgroup, and `kill --all` (what
+/// containerd's KillAll sends then) must reach it.
+#[test]
+fn kill_all_reaches_what_a_stopped_init_left_behind() {
+    if !common::require_root() {
+        return;
+    }
+    let mut c = Ctr::new("cg-killall-stopped");
+    without_ns(&mut c.b, "pid");
+    // Without a pid namespace $! is the host pid.
+    c.b.args(&["sh", "-c", "sleep 1000 & echo $!"]);
+    c.b.run_detached();
+    c.b.wait_for_status("stopped");
+    common::wait_until(DEADLINE, "the child's pid", || {
+        c.b.container_stdout().ends_with('\n')
+    });
+    let child: i32 = c.b.container_stdout().trim().parse().expect("a pid");
+    let start = start_time(child);
+    common::wait_until(DEADLINE, "the child alone in the cgroup", || {
+        c.procs() == [child]
+    });
+
+    c.ok(&["kill", "--all", &c.b.id, "KILL"]);
+    common::wait_until(DEADLINE, &format!("the child {child} to die"), || {
+        !alive(child, start)
+    });
+    common::wait_until(DEADLINE, "an empty cgroup", || c.procs().is_empty());
+    // Nothing left to signal is no error either.
+    c.ok(&["kill", "--all", &c.b.id, "KILL"]);
+    c.ok(&["delete", &c.b.id]);
+    c.assert_nothing_left();
+}
+
 /// `delete --force` of a running container kills everything and removes its
 /// cgroup on every hierarchy, and its state.
 #[test]

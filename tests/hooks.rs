@@ -512,6 +512,60 @@ fn failing_start_container_hook_makes_run_fail() {
     assert_nothing_left(&b);
 }
 
+/// A `run` whose start fails leaves nothing, detached or not, as runc's
+/// destroy: no process, state dir or cgroup, and no pid file (create wrote
+/// it; a pid file is never left on failure). A failed `run` exits 255.
+#[test]
+fn failing_start_container_hook_makes_run_leave_no_pid_file_nor_container() {
+    if !common::require_root() {
+        return;
+    }
+    for detach in [false, true] {
+        let mode = if detach { "run -d" } else { "run" };
+        let mut b = Bundle::new(if detach {
+            "hooks-scrun-d"
+        } else {
+            "hooks-scrun-pidf"
+        });
+        let h = Hooks::install(&mut b);
+        // Its stdin has the init's pid.
+        let r = h.recorder("createRuntime", false, &[]);
+        add(&mut b, "createRuntime", r);
+        add(&mut b, "startContainer", shell("exit 9"));
+        b.args(&["sh", "-c", "echo ran > /tmp/ran"]);
+        b.write();
+        let pid_file = path_str(&b.dir.join("init.pid"));
+        let dir = path_str(&b.dir);
+        let mut args = vec!["run", "--pid-file", &pid_file, "--bundle", &dir, &b.id];
+        if detach {
+            args.insert(1, "-d");
+        }
+        let out = b.keel(&args);
+        assert_eq!(
+            common::exit_code(out.status),
+            255,
+            "{mode}: stderr: {}",
+            text(&out.stderr)
+        );
+        assert_stderr(
+            &out,
+            "startContainer hook #0 (/bin/sh) failed: exit status 9",
+        );
+        assert!(!Path::new(&pid_file).exists(), "{mode} left its pid file");
+        assert!(!h.dir.join("ran").exists(), "{mode}: the process ran");
+        let runs = h.runs();
+        assert_eq!(h.kinds(), ["createRuntime"], "{mode}");
+        let pid = runs[0].state["pid"].as_i64().expect("pid in the state");
+        // Gone, or a recycled pid outside the container's cgroup.
+        let cgroup = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+        assert!(
+            !cgroup.contains(&b.id),
+            "{mode} left the init {pid}: {cgroup}"
+        );
+        assert_nothing_left(&b);
+    }
+}
+
 #[test]
 fn relative_hook_path_is_refused_before_anything_is_created() {
     if !common::require_root() {

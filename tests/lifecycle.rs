@@ -290,7 +290,7 @@ fn create_start_exit_moves_through_created_running_stopped() {
     let cgroups = common::cgroups_named(&b.id);
     assert!(cgroups.is_empty(), "delete left {cgroups:?}");
     let out = b.keel(&["state", &b.id]);
-    assert_failed(&out, "state after delete", &["does not exist"]);
+    assert_failed(&out, "state after delete", &["container does not exist"]);
 }
 
 #[test]
@@ -411,6 +411,22 @@ fn kill_by_name_and_number() {
             "kill 9 of a stopped container",
             &["container not running"],
         );
+        // runc 1.1: --all signals whatever is left in the cgroup, here nothing.
+        let out = b.keel(&["kill", "--all", &b.id, "KILL"]);
+        assert!(
+            out.status.success(),
+            "kill --all of a stopped container: {}",
+            text(&out.stderr)
+        );
+        // runc's phrase, which callers match, from the cgroup commands too.
+        for cmd in ["pause", "update", "events"] {
+            let out = b.keel(&[cmd, &b.id]);
+            assert_failed(
+                &out,
+                &format!("{cmd} of a stopped container"),
+                &["container not running", &b.id],
+            );
+        }
         b.delete();
         assert!(!state_dir(&b).exists());
     }
@@ -470,7 +486,11 @@ fn delete_refuses_running_and_force_kills() {
     let cgroups = common::cgroups_named(&b.id);
     assert!(cgroups.is_empty(), "delete --force left {cgroups:?}");
     let out = b.keel(&["state", &b.id]);
-    assert_failed(&out, "state after delete --force", &["does not exist"]);
+    assert_failed(
+        &out,
+        "state after delete --force",
+        &["container does not exist"],
+    );
 }
 
 #[test]
@@ -975,7 +995,7 @@ fn start_of_missing_container_fails() {
     assert_failed(
         &out,
         "start of a missing container",
-        &["does not exist", &b.id],
+        &["container does not exist", &b.id],
     );
     assert!(!state_dir(&b).exists());
 }
@@ -1085,37 +1105,47 @@ fn single_dash_root_flag() {
     assert!(!state_dir(&b).exists());
 }
 
-#[test]
-fn log_json_writes_one_error_line() {
-    if !common::require_root() {
-        return;
-    }
-    let mut b = Bundle::new("log-json");
+/// Two failing commands (state of a missing id, create without `process`)
+/// with `--log <file> --log-format <format>`: each must write exactly one
+/// line to the log. Returns (command, what its msg must hold, the line).
+fn failing_log_lines(format: &str) -> Vec<(&'static str, &'static str, String)> {
+    let mut b = Bundle::new(&format!("log-{format}"));
     b.unset("/process");
     b.write();
     let missing = format!("{}-missing", b.id);
     let dir = dir_str(&b.dir);
     let cases: [(&str, Vec<&str>, &str); 2] = [
-        ("state", vec!["state", &missing], "does not exist"),
+        ("state", vec!["state", &missing], "container does not exist"),
         (
             "create",
             vec!["create", "--bundle", &dir, &b.id],
             "config.json: process",
         ),
     ];
+    let mut lines = Vec::new();
     for (name, args, needle) in cases {
         let log = b.dir.join(format!("{name}.log"));
         let log_s = dir_str(&log);
-        let mut all = vec!["--log", &log_s, "--log-format", "json"];
+        let mut all = vec!["--log", &log_s, "--log-format", format];
         all.extend(args.iter().copied());
         let out = b.keel(&all);
         assert_failed(&out, name, &[]);
         let body = fs::read_to_string(&log).unwrap_or_else(|e| panic!("{name}: log file: {e}"));
         assert!(body.ends_with('\n'), "{name}: {body:?}");
-        let lines: Vec<&str> = body.lines().collect();
-        assert_eq!(lines.len(), 1, "{name}: {body}");
-        let v: Value = serde_json::from_str(lines[0])
-            .unwrap_or_else(|e| panic!("{name}: log line is not JSON ({e}): {}", lines[0]));
+        assert_eq!(body.lines().count(), 1, "{name}: {body}");
+        lines.push((name, needle, body.trim_end().to_owned()));
+    }
+    lines
+}
+
+#[test]
+fn log_json_writes_one_error_line() {
+    if !common::require_root() {
+        return;
+    }
+    for (name, needle, line) in failing_log_lines("json") {
+        let v: Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("{name}: log line is not JSON ({e}): {line}"));
         let obj = v.as_object().expect("log line is an object");
         let mut keys: Vec<&str> = obj.keys().map(String::as_str).collect();
         keys.sort();
@@ -1125,6 +1155,35 @@ fn log_json_writes_one_error_line() {
         assert!(msg.contains(needle), "{name}: msg {msg:?} lacks {needle:?}");
         let time = v["time"].as_str().unwrap();
         assert!(parse_rfc3339(time).is_some(), "{name}: time {time:?}");
+        // runc's (logrus's) key order, which line-oriented readers may rely on.
+        let want = format!(
+            "{{\"level\":\"error\",\"msg\":{},\"time\":\"{time}\"}}",
+            Value::from(msg)
+        );
+        assert_eq!(line, want, "{name}: key order or spacing");
+    }
+}
+
+#[test]
+fn log_text_writes_one_error_line() {
+    if !common::require_root() {
+        return;
+    }
+    for (name, needle, line) in failing_log_lines("text") {
+        // logrus's text format: time="<RFC3339>" level=error msg="<quoted>"
+        let rest = line
+            .strip_prefix("time=\"")
+            .unwrap_or_else(|| panic!("{name}: no time= first: {line}"));
+        let (time, rest) = rest
+            .split_once('"')
+            .unwrap_or_else(|| panic!("{name}: unterminated time: {line}"));
+        assert!(parse_rfc3339(time).is_some(), "{name}: time {time:?}");
+        let quoted = rest
+            .strip_prefix(" level=error msg=")
+            .unwrap_or_else(|| panic!("{name}: no level=error msg= after the time: {line}"));
+        let msg: String = serde_json::from_str(quoted)
+            .unwrap_or_else(|e| panic!("{name}: msg is not one quoted string ({e}): {line}"));
+        assert!(msg.contains(needle), "{name}: msg {msg:?} lacks {needle:?}");
     }
 }
 

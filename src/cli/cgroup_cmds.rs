@@ -80,8 +80,8 @@ pub fn pause(dir: &ContainerDir, freeze: bool) -> Result<i32> {
     let (st, status, cg) = running(dir)?;
     match (freeze, status) {
         (true, Status::Running | Status::Created) | (false, Status::Paused) => {}
-        (false, _) => bail!("container {:?} not paused", st.id),
-        (true, _) => bail!("container {:?} not running", st.id),
+        (false, _) => bail!("container not paused: {:?}", st.id),
+        (true, _) => bail!("container not running: {:?}", st.id),
     }
     cg.freeze(freeze).with_context(|| {
         format!(
@@ -216,7 +216,7 @@ fn resources_from_flags(a: &UpdateArgs) -> Result<Value> {
 pub fn update(dir: &ContainerDir, a: &UpdateArgs) -> Result<i32> {
     let (st, status, cg) = running(dir)?;
     if status == Status::Stopped {
-        bail!("container {:?} not running", st.id);
+        bail!("container not running: {:?}", st.id);
     }
     let (value, from_file) = match &a.resources {
         Some(p) => {
@@ -250,7 +250,7 @@ fn to_resources(v: Value) -> Result<LinuxResources> {
 pub fn events(dir: &ContainerDir, once: bool, interval: &str) -> Result<i32> {
     let (st, status, cg) = running(dir)?;
     if status == Status::Stopped {
-        bail!("container {:?} not running", st.id);
+        bail!("container not running: {:?}", st.id);
     }
     let interval = stats::parse_interval(interval).map_err(|e| anyhow!("--interval: {e}"))?;
     let alive = || crate::state::is_alive(st.pid, st.start_time);

@@ -229,43 +229,90 @@ pub enum Cmd {
     },
 }
 
-/// runc accepts `-root` as well as `--root`: rewrite single-dash long flags.
+/// runc accepts `-root` as well as `--root`: rewrite single-dash long flags,
+/// up to the subcommand's first positional argument. runc's parser stops
+/// there, and what follows (the container command of `exec`, the arguments of
+/// `ps`) must reach the container untouched: `exec c1 find / -user root`.
 fn normalise_args(args: Vec<String>) -> Vec<String> {
-    // Building the clap command to list the long flags is costly: only done
-    // when some argument looks like `-flag` (rare: runc-style callers).
+    // Building the clap command to list the flags is costly: only done when
+    // some argument looks like `-flag` (rare: runc-style callers).
     let candidate = |a: &String| a.len() > 2 && a.starts_with('-') && !a.starts_with("--");
     if !args.iter().take_while(|a| *a != "--").any(candidate) {
         return args;
     }
-    let mut longs = Vec::new();
-    fn collect(c: &clap::Command, out: &mut Vec<String>) {
-        for a in c.get_arguments() {
-            if let Some(l) = a.get_long() {
-                out.push(l.to_string());
-            }
-        }
-        for s in c.get_subcommands() {
-            collect(s, out);
-        }
-    }
-    collect(&Cli::command(), &mut longs);
+    let mut root = Cli::command();
+    // Adds `--help` and copies the global flags into every subcommand.
+    root.build();
+    let takes_value = |a: &clap::Arg| a.get_action().takes_values();
+    let mut cmd = &root;
+    let mut in_sub = false;
+    let mut value_next = false;
     let mut out = Vec::with_capacity(args.len());
-    let mut rest = false;
-    for a in args {
-        if rest || a == "--" {
-            rest = true;
+    let mut it = args.into_iter();
+    out.extend(it.next());
+    for a in it.by_ref() {
+        if std::mem::take(&mut value_next) {
             out.push(a);
             continue;
         }
-        if a.len() > 2 && a.starts_with('-') && !a.starts_with("--") {
-            let name = a[1..].split('=').next().unwrap_or("");
-            if longs.iter().any(|l| l == name) {
+        if a == "--" {
+            out.push(a);
+            break;
+        }
+        if let Some(long) = a.strip_prefix("--") {
+            let (name, attached) = match long.split_once('=') {
+                Some((n, _)) => (n, true),
+                None => (long, false),
+            };
+            value_next = !attached
+                && cmd
+                    .get_arguments()
+                    .any(|x| x.get_long() == Some(name) && takes_value(x));
+            out.push(a);
+            continue;
+        }
+        if a.len() > 1 && a.starts_with('-') {
+            let body = &a[1..];
+            let (name, attached) = match body.split_once('=') {
+                Some((n, _)) => (n, true),
+                None => (body, false),
+            };
+            let long = (name.len() > 1)
+                .then(|| cmd.get_arguments().find(|x| x.get_long() == Some(name)))
+                .flatten();
+            if let Some(x) = long {
+                value_next = !attached && takes_value(x);
                 out.push(format!("-{a}"));
                 continue;
             }
+            // Short flags, maybe clustered (`-dt`): one that takes a value ends
+            // the cluster, its value attached (`-pfile`) or the next argument.
+            for (i, c) in body.char_indices() {
+                match cmd.get_arguments().find(|x| x.get_short() == Some(c)) {
+                    Some(x) if takes_value(x) => {
+                        value_next = i + c.len_utf8() == body.len();
+                        break;
+                    }
+                    Some(_) => {}
+                    None => break,
+                }
+            }
+            out.push(a);
+            continue;
         }
+        if !in_sub {
+            if let Some(sub) = cmd.find_subcommand(&a) {
+                cmd = sub;
+                in_sub = true;
+                out.push(a);
+                continue;
+            }
+        }
+        // The first positional argument: the rest is left to clap as it is.
         out.push(a);
+        break;
     }
+    out.extend(it);
     out
 }
 
@@ -613,10 +660,14 @@ fn list(root: &Root, format: &str, quiet: bool) -> Result<i32> {
 mod tests {
     use super::*;
 
+    fn norm(args: &[&str]) -> Vec<String> {
+        normalise_args(args.iter().map(|a| a.to_string()).collect())
+    }
+
     #[test]
     fn single_dash_long_flags_are_accepted() {
-        let a = normalise_args(
-            [
+        assert_eq!(
+            norm(&[
                 "keel",
                 "-root",
                 "/r",
@@ -625,13 +676,8 @@ mod tests {
                 "-d",
                 "x",
                 "--",
-                "-root",
-            ]
-            .map(String::from)
-            .to_vec(),
-        );
-        assert_eq!(
-            a,
+                "-root"
+            ]),
             [
                 "keel",
                 "--root",
@@ -644,6 +690,96 @@ mod tests {
                 "-root"
             ]
         );
+        assert_eq!(
+            norm(&["keel", "-log-format", "json", "run", "-bundle", "B", "id"]),
+            ["keel", "--log-format", "json", "run", "--bundle", "B", "id"]
+        );
+        // Global flags after the subcommand, and -help.
+        assert_eq!(
+            norm(&["keel", "delete", "-root", "/r", "-force", "id"]),
+            ["keel", "delete", "--root", "/r", "--force", "id"]
+        );
+        assert_eq!(
+            norm(&["keel", "state", "-help"]),
+            ["keel", "state", "--help"]
+        );
+    }
+
+    #[test]
+    fn flag_values_are_not_rewritten() {
+        // A value that looks like a flag is the flag's value, not a flag.
+        assert_eq!(
+            norm(&["keel", "--root", "-debug", "-log", "-debug", "state", "id"]),
+            ["keel", "--root", "-debug", "--log", "-debug", "state", "id"]
+        );
+        assert_eq!(
+            norm(&["keel", "exec", "-p", "-tty", "-detach", "id"]),
+            ["keel", "exec", "-p", "-tty", "--detach", "id"]
+        );
+        // A short flag's value attached, or after a cluster.
+        assert_eq!(
+            norm(&["keel", "exec", "-dp", "-tty", "-pfile", "-detach", "id"]),
+            ["keel", "exec", "-dp", "-tty", "-pfile", "--detach", "id"]
+        );
+    }
+
+    #[test]
+    fn the_container_command_is_left_alone() {
+        assert_eq!(
+            norm(&["keel", "exec", "c1", "find", "/", "-user", "root"]),
+            ["keel", "exec", "c1", "find", "/", "-user", "root"]
+        );
+        assert_eq!(
+            norm(&["keel", "exec", "-tty", "-user", "0", "c1", "java", "-version", "-user"]),
+            ["keel", "exec", "--tty", "--user", "0", "c1", "java", "-version", "-user"]
+        );
+        assert_eq!(
+            norm(&["keel", "ps", "c1", "-ef"]),
+            ["keel", "ps", "c1", "-ef"]
+        );
+        assert_eq!(
+            norm(&["keel", "ps", "-format", "json", "c1", "--", "-ef", "-format"]),
+            ["keel", "ps", "--format", "json", "c1", "--", "-ef", "-format"]
+        );
+        assert_eq!(
+            norm(&["keel", "ps", "c1", "-format", "json"]),
+            ["keel", "ps", "c1", "-format", "json"]
+        );
+    }
+
+    #[test]
+    fn rewritten_args_parse_as_runc_would() {
+        let cli = Cli::try_parse_from(norm(&["keel", "exec", "c1", "find", "/", "-user", "root"]))
+            .unwrap();
+        let Some(Cmd::Exec(e)) = cli.cmd else {
+            panic!("not exec: {:?}", cli.cmd)
+        };
+        assert_eq!((e.id.as_str(), e.user), ("c1", None));
+        assert_eq!(e.args, ["find", "/", "-user", "root"]);
+
+        let cli = Cli::try_parse_from(norm(&["keel", "run", "-bundle", "B", "id"])).unwrap();
+        let Some(Cmd::Run { create, .. }) = cli.cmd else {
+            panic!("not run: {:?}", cli.cmd)
+        };
+        assert_eq!(
+            (create.id.as_str(), create.bundle),
+            ("id", PathBuf::from("B"))
+        );
+
+        for args in [
+            &["keel", "ps", "c1", "-ef"][..],
+            &["keel", "ps", "c1", "--", "-ef"],
+        ] {
+            let cli = Cli::try_parse_from(norm(args)).unwrap();
+            let Some(Cmd::Ps { id, ps_args, .. }) = cli.cmd else {
+                panic!("not ps: {:?}", cli.cmd)
+            };
+            assert_eq!(
+                (id.as_str(), ps_args),
+                ("c1", vec!["-ef".to_string()]),
+                "{args:?}"
+            );
+        }
     }
 
     #[test]

@@ -12,14 +12,23 @@ use nix::unistd::Pid;
 
 use super::CreateArgs;
 use crate::launch;
-use crate::state::Root;
+use crate::state::{self, Root};
 use crate::{sys, terminal};
 
 pub fn run(root: &Root, a: &CreateArgs, detach: bool, keep: bool) -> Result<i32> {
     if detach {
         let c = super::create(root, a, false)?;
-        let relay = crate::notify::Relay::bind(&c.dir.path)?;
-        let st = launch::start(&c.dir).with_context(|| format!("starting container {:?}", a.id))?;
+        let started = crate::notify::Relay::bind(&c.dir.path)
+            .map_err(launch::LaunchError::from)
+            .and_then(|relay| launch::start(&c.dir).map(|st| (st, relay)))
+            .with_context(|| format!("starting container {:?}", a.id));
+        let (st, relay) = match started {
+            Ok(s) => s,
+            Err(e) => {
+                discard(c.dir, &c.state, &c.pidfd, a);
+                return Err(e);
+            }
+        };
         drop(c);
         crate::hooks::poststart(&st);
         if let Some(r) = relay {
@@ -46,28 +55,20 @@ pub fn run(root: &Root, a: &CreateArgs, detach: bool, keep: bool) -> Result<i32>
         .map_err(launch::LaunchError::from)
         .and_then(|relay| launch::start(&c.dir).map(|_| relay))
         .with_context(|| format!("starting container {:?}", a.id));
-    let pid = c.state.pid;
-    let dir_path = c.dir.path.clone();
-    let cgroup = c.state.cgroup.clone();
     let launch::Created {
         dir,
+        state,
         pidfd,
         console,
-        ..
     } = c;
-    // Let `keel state` and `keel kill` from other processes in while we wait.
-    drop(dir);
     if let Err(e) = started {
-        let _ = sys::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL);
-        let _ = waitpid(Pid::from_raw(pid), None);
-        if let Some(cg) = &cgroup {
-            let _ = cg.destroy();
-        }
-        let _ = std::fs::remove_dir_all(&dir_path);
-        crate::hooks::poststop(&c.state);
+        discard(dir, &state, &pidfd, a);
         return Err(e);
     }
-    crate::hooks::poststart(&c.state);
+    // Let `keel state` and `keel kill` from other processes in while we wait.
+    drop(dir);
+    crate::hooks::poststart(&state);
+    let pid = state.pid;
 
     let code = forward_notify(pid, &pidfd, console, &mask, started.ok().flatten())?;
     if !keep {
@@ -78,6 +79,27 @@ pub fn run(root: &Root, a: &CreateArgs, detach: bool, keep: bool) -> Result<i32>
         }
     }
     Ok(code)
+}
+
+/// After a failed start, leave nothing, as runc's destroy does: the init
+/// killed and reaped, what else is in its cgroup, the cgroup, the state dir
+/// (poststop hooks run), and the pid file that create wrote (never left on
+/// failure). Best effort: the start's error is the one reported.
+fn discard(dir: state::ContainerDir, st: &state::State, pidfd: &OwnedFd, a: &CreateArgs) {
+    let _ = sys::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL);
+    let _ = waitpid(Pid::from_raw(st.pid), None);
+    let path = dir.path.clone();
+    if let Err(e) = launch::destroy(dir, st) {
+        crate::logging::warn(&format!("removing container {:?}: {e}", st.id));
+        let _ = std::fs::remove_dir_all(&path);
+    }
+    if let Some(p) = &a.pid_file {
+        if let Err(e) = std::fs::remove_file(p) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                crate::logging::warn(&format!("removing pid file {}: {e}", p.display()));
+            }
+        }
+    }
 }
 
 /// Block the signals we forward before the clone, so none is lost; the child
