@@ -8,6 +8,7 @@
 
 pub mod devices;
 pub mod stats;
+pub mod systemd;
 pub mod v1;
 pub mod v2;
 
