@@ -122,12 +122,10 @@ fn spawn(
     )
     .at("chmod", &fifo_path)?;
     let fifo = crate::sys::open_path(&fifo_path, 0).at("opening", &fifo_path)?;
-    let cg = plan.cgroup.as_ref();
-    if let Some(cg) = cg {
-        cg.create()?;
-    }
-    let r = spawn_in_cgroup(dir, plan, spec, o, &fifo);
-    if let (Err(_), Some(cg)) = (&r, cg) {
+    // The cgroup as made: it records the parents create made, for destroy.
+    let cg = plan.cgroup.as_ref().map(|c| c.create()).transpose()?;
+    let r = spawn_in_cgroup(dir, plan, cg.as_ref(), spec, o, &fifo);
+    if let (Err(_), Some(cg)) = (&r, &cg) {
         let _ = cg.destroy();
     }
     r
@@ -138,11 +136,11 @@ fn spawn(
 fn spawn_in_cgroup(
     dir: &ContainerDir,
     plan: &Plan,
+    cg: Option<&crate::cgroups::Cgroup>,
     spec: &Spec,
     o: &CreateOptions,
     fifo: &OwnedFd,
 ) -> Result<(State, OwnedFd, Option<OwnedFd>), LaunchError> {
-    let cg = plan.cgroup.as_ref();
     if let Some(cg) = cg {
         let none = oci_spec::runtime::LinuxResources::default();
         // Unprivileged, device rules cannot be written (runc ignores them too).
@@ -262,7 +260,7 @@ fn spawn_in_cgroup(
             Ok(Some(Msg::Hooks)) => {
                 // Mounts are done, pivot_root is not: prestart and createRuntime
                 // here, then Go with the state for createContainer in the init.
-                let st = new_state(plan, spec, pid).map_err(|e| fail(e.into()))?;
+                let st = new_state(plan, cg, spec, pid).map_err(|e| fail(e.into()))?;
                 let doc = crate::hooks::state_doc(&st, Status::Creating);
                 for kind in [
                     crate::hooks::Kind::Prestart,
@@ -319,7 +317,7 @@ fn spawn_in_cgroup(
     }
     let st = match hook_state {
         Some(st) => st,
-        None => new_state(plan, spec, pid).map_err(|e| fail(e.into()))?,
+        None => new_state(plan, cg, spec, pid).map_err(|e| fail(e.into()))?,
     };
     // `exec` takes its defaults (user, caps, env, rlimits...) from the container's process.
     if let Some(p) = spec.process() {
@@ -338,7 +336,12 @@ fn spawn_in_cgroup(
 }
 
 /// The state of the container whose init is `pid` (its start time is read now).
-fn new_state(plan: &Plan, spec: &Spec, pid: i32) -> Result<State, SysError> {
+fn new_state(
+    plan: &Plan,
+    cg: Option<&crate::cgroups::Cgroup>,
+    spec: &Spec,
+    pid: i32,
+) -> Result<State, SysError> {
     let (start_time, _) = state::proc_start_time(pid).op("reading start time of init")?;
     Ok(State {
         oci_version: spec.version().clone(),
@@ -355,7 +358,7 @@ fn new_state(plan: &Plan, spec: &Spec, pid: i32) -> Result<State, SysError> {
             .map(|a| a.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
             .unwrap_or_default(),
         shared_pidns: !plan.ns.has_pid,
-        cgroup: plan.cgroup.clone(),
+        cgroup: cg.cloned(),
         hooks: crate::hooks::kept(plan.hooks.as_ref()),
         memory_policy: spec
             .linux()

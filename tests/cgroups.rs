@@ -39,17 +39,35 @@ const MIB: i64 = 1024 * 1024;
 struct Ctr {
     b: Bundle,
     cg: Cgroup,
-    _leftovers: Leftovers,
+    /// The container's cgroup, then (nested paths) the parent keel made.
+    _leftovers: Vec<Leftovers>,
 }
 
 impl Ctr {
     fn new(name: &str) -> Ctr {
+        Ctr::at(name, |id| format!("/{id}"))
+    }
+
+    /// A container whose `linux.cgroupsPath` is `path(id)`; a nested path's
+    /// first component is a parent keel makes, and the guard removes it too.
+    fn at(name: &str, path: impl Fn(&str) -> String) -> Ctr {
         let mut b = Bundle::new(name);
-        let path = format!("/{}", b.id);
+        let path = path(&b.id);
         b.set("/linux/cgroupsPath", json!(path));
-        let cg = Cgroup::plan(Some(&path), &b.id).unwrap_or_else(|e| panic!("plan {path}: {e}"));
+        let plan =
+            |p: &str| Cgroup::plan(Some(p), &b.id).unwrap_or_else(|e| panic!("plan {p}: {e}"));
+        let cg = plan(&path);
+        let mut leftovers = vec![Leftovers(cg.clone())];
+        let p = Path::new(&path);
+        let top: PathBuf = p
+            .components()
+            .take(1 + usize::from(p.is_absolute()))
+            .collect();
+        if top != p {
+            leftovers.push(Leftovers(plan(top.to_str().expect("UTF-8 path"))));
+        }
         Ctr {
-            _leftovers: Leftovers(cg.clone()),
+            _leftovers: leftovers,
             cg,
             b,
         }
@@ -1153,4 +1171,337 @@ fn events_stats_prints_one_stats_line() {
     assert!(usage > 0, "memory.usage.usage: {v}");
     let pids = v["data"]["pids"]["current"].as_u64().unwrap_or(0);
     assert!(pids >= 2, "pids.current: {v}");
+}
+
+/// Every `(controllers, path)` line of /proc/<pid>/cgroup.
+fn proc_cgroup(pid: i32) -> Vec<(String, String)> {
+    fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .unwrap_or_else(|e| panic!("read /proc/{pid}/cgroup: {e}"))
+        .lines()
+        .filter_map(|l| {
+            let mut it = l.splitn(3, ':');
+            let _ = it.next()?;
+            Some((it.next()?.to_owned(), it.next()?.to_owned()))
+        })
+        .collect()
+}
+
+/// The directories of `path` (cgroupsPath syntax) on every hierarchy.
+fn dirs_of(path: &str) -> Vec<PathBuf> {
+    Cgroup::plan(Some(path), "x")
+        .unwrap_or_else(|e| panic!("plan {path}: {e}"))
+        .dirs()
+        .map(Path::to_path_buf)
+        .collect()
+}
+
+/// A nested path: keel makes the parent too, and delete removes both (a
+/// parent that keel made goes once empty; one it found stays).
+#[test]
+fn nested_cgroups_path_leaves_nothing_after_delete() {
+    if !common::require_root() {
+        return;
+    }
+    let mut c = Ctr::at("cg-nested", |id| format!("/keel-test-{id}/c1"));
+    let parent = format!("/keel-test-{}", c.b.id);
+    c.b.args(&["sleep", "1000"]);
+    c.b.run_detached();
+    let pid = c.b.pid();
+    let want = format!("{parent}/c1");
+    for (ctrls, path) in proc_cgroup(pid) {
+        assert_eq!(path, want, "init's cgroup on {ctrls:?}");
+    }
+    c.b.keel(&["kill", &c.b.id, "KILL"]);
+    c.b.wait_for_status("stopped");
+    c.ok(&["delete", &c.b.id]);
+    c.assert_nothing_left();
+    for d in dirs_of(&parent) {
+        assert!(!d.exists(), "parent {} left behind", d.display());
+    }
+}
+
+/// A create that fails at a later hierarchy removes what it made on every
+/// hierarchy, parents included. `cgroup.controllers` is a file in every
+/// cgroup2 directory, so mkdir of a cgroup by that name fails there: on a
+/// hybrid host after the v1 directories exist, on v2 after the parent.
+#[test]
+fn create_failing_at_a_later_hierarchy_leaves_no_directory() {
+    if !common::require_root() {
+        return;
+    }
+    let mut c = Ctr::at("cg-late", |id| {
+        format!("/keel-test-{id}/cgroup.controllers")
+    });
+    if c.cg.unified.is_none() {
+        eprintln!("SKIP later-hierarchy failure: no cgroup2 hierarchy on this host");
+        return;
+    }
+    let parent = format!("/keel-test-{}", c.b.id);
+    c.b.args(&["true"]);
+    c.b.write();
+    let dir = c.bundle_dir();
+    let out = c.b.keel(&["create", "--bundle", &dir, &c.b.id]);
+    let err = text(&out.stderr);
+    assert!(!out.status.success(), "create succeeded");
+    assert!(
+        err.contains("creating cgroup") && err.contains("cgroup.controllers"),
+        "directory not named: {err}"
+    );
+    for d in dirs_of(&parent) {
+        assert!(!d.exists(), "{} left behind", d.display());
+    }
+    assert!(!c.state_dir().exists(), "state dir left behind");
+}
+
+/// A relative cgroupsPath is below the caller's cgroup on every hierarchy
+/// (keel runs in the test's cgroups), and delete removes it.
+#[test]
+fn relative_cgroups_path_is_below_the_callers_cgroup() {
+    if !common::require_root() {
+        return;
+    }
+    let mut c = Ctr::at("cg-relative", |id| format!("keel-test-{id}/c1"));
+    let parent = format!("keel-test-{}", c.b.id);
+    c.b.args(&["sleep", "1000"]);
+    c.b.run_detached();
+    let pid = c.b.pid();
+    let own = proc_cgroup(std::process::id() as i32);
+    let init = proc_cgroup(pid);
+    assert_eq!(init.len(), own.len(), "{init:?} vs {own:?}");
+    for (ctrls, path) in &init {
+        let (_, base) = own
+            .iter()
+            .find(|(c, _)| c == ctrls)
+            .unwrap_or_else(|| panic!("the test has no {ctrls:?} line"));
+        let want = Path::new(base).join(&parent).join("c1");
+        assert_eq!(Path::new(path), want, "init's cgroup on {ctrls:?}");
+    }
+    c.b.keel(&["kill", &c.b.id, "KILL"]);
+    c.b.wait_for_status("stopped");
+    c.ok(&["delete", &c.b.id]);
+    c.assert_nothing_left();
+    for d in dirs_of(&parent) {
+        assert!(!d.exists(), "parent {} left behind", d.display());
+    }
+}
+
+/// `linux.resources.unified` lands as written on v2, and is refused on v1
+/// with the field named.
+#[test]
+fn unified_keys_land_on_v2_and_are_refused_on_v1() {
+    if !common::require_root() {
+        return;
+    }
+    let mut c = Ctr::new("cg-unified");
+    c.b.set("/linux/resources/unified", json!({"pids.max": "17"}));
+    c.b.args(&["sleep", "1000"]);
+    if c.unified() {
+        c.b.create();
+        assert_eq!(read_trim(&c.dir("pids").join("pids.max")), "17");
+        return;
+    }
+    c.b.write();
+    let dir = c.bundle_dir();
+    let out = c.b.keel(&["create", "--bundle", &dir, &c.b.id]);
+    let err = text(&out.stderr);
+    assert!(!out.status.success(), "unified accepted on v1");
+    assert!(
+        err.contains("linux.resources.unified"),
+        "field not named: {err}"
+    );
+    c.assert_nothing_left();
+}
+
+/// A field the host cannot take (net_cls classID: v1 without a net_cls
+/// hierarchy, or v2, which has none) fails create naming the field, and
+/// leaves nothing.
+#[test]
+fn a_field_the_host_cannot_take_fails_create_and_leaves_nothing() {
+    if !common::require_root() {
+        return;
+    }
+    let mut c = Ctr::new("cg-classid");
+    if c.cg.v1_dir("net_cls").is_some() {
+        eprintln!("SKIP classID refusal: this host has a net_cls hierarchy");
+        return;
+    }
+    c.b.set("/linux/resources/network", json!({"classID": 0x100001}));
+    c.b.args(&["true"]);
+    c.b.write();
+    let dir = c.bundle_dir();
+    let out = c.b.keel(&["create", "--bundle", &dir, &c.b.id]);
+    let err = text(&out.stderr);
+    assert!(!out.status.success(), "classID accepted");
+    assert!(
+        err.contains("linux.resources.network.classID"),
+        "field not named: {err}"
+    );
+    assert!(err.contains("net_cls"), "controller not named: {err}");
+    c.assert_nothing_left();
+}
+
+/// runc's other update flags and `-r FILE` land in the files (each skipped,
+/// with SKIP, only where the host lacks the file).
+#[test]
+fn update_flags_and_resources_file() {
+    if !common::require_root() {
+        return;
+    }
+    let mut c = Ctr::new("cg-update-flags");
+    c.b.set("/linux/resources/memory", json!({"limit": 128 * MIB}));
+    c.b.args(&["sleep", "1000"]);
+    c.b.run_detached();
+    let id = c.b.id.clone();
+
+    c.ok(&["update", "--memory-reservation", "32m", &id]);
+    assert_eq!(
+        c.read("memory", "memory.soft_limit_in_bytes", "memory.low"),
+        (32 * MIB).to_string()
+    );
+    if swap_accounting(&c) {
+        c.ok(&["update", "--memory", "64m", "--memory-swap", "96m", &id]);
+        let (file, want) = if c.unified() {
+            ("memory.swap.max", 32 * MIB)
+        } else {
+            ("memory.memsw.limit_in_bytes", 96 * MIB)
+        };
+        assert_eq!(read_trim(&c.dir("memory").join(file)), want.to_string());
+    } else {
+        eprintln!("SKIP --memory-swap: no swap accounting here");
+    }
+    c.ok(&["update", "--cpu-shares", "512", &id]);
+    let want = if c.unified() {
+        weight_of_shares(512)
+    } else {
+        512
+    };
+    assert_eq!(c.read("cpu", "cpu.shares", "cpu.weight"), want.to_string());
+    if c.file("cpuset", "cpuset.cpus", "cpuset.cpus").exists() {
+        c.ok(&["update", "--cpuset-cpus", "0", &id]);
+        assert_eq!(c.read("cpuset", "cpuset.cpus", "cpuset.cpus"), "0");
+    } else {
+        eprintln!("SKIP --cpuset-cpus: no cpuset.cpus here");
+    }
+    // (file, value written for 300): v2's io.weight is the converted one.
+    let blk = if c.unified() {
+        let d = c.dir("io");
+        [
+            ("io.bfq.weight", 300),
+            ("io.weight", 1 + (300 - 10) * 9999 / 990),
+        ]
+        .into_iter()
+        .map(|(f, v)| (d.join(f), v))
+        .find(|(f, _)| f.exists())
+    } else {
+        c.cg.v1_dir("blkio").and_then(|d| {
+            ["blkio.weight", "blkio.bfq.weight"]
+                .into_iter()
+                .map(|f| (d.join(f), 300))
+                .find(|(f, _)| f.exists())
+        })
+    };
+    match blk {
+        Some((f, want)) => {
+            c.ok(&["update", "--blkio-weight", "300", &id]);
+            let got = read_trim(&f);
+            assert!(
+                got.split_whitespace().any(|t| t == want.to_string()),
+                "{}: {got:?}, want {want}",
+                f.display()
+            );
+        }
+        None => eprintln!("SKIP --blkio-weight: no blkio.weight/blkio.bfq.weight (v1) or io.weight/io.bfq.weight (v2) here"),
+    }
+
+    let file = c.b.dir.join("resources.json");
+    fs::write(&file, json!({"pids": {"limit": 33}}).to_string()).expect("write resources");
+    c.ok(&["update", "-r", file.to_str().expect("UTF-8 path"), &id]);
+    assert_eq!(c.read("pids", "pids.max", "pids.max"), "33");
+
+    let out = c.b.keel(&["update", "--l3-cache-schema", "L3:0=f", &id]);
+    assert!(!out.status.success(), "--l3-cache-schema accepted");
+    let err = text(&out.stderr);
+    assert!(err.contains("intelRdt"), "{err}");
+    assert_eq!(c.b.status(), "running");
+}
+
+/// `ps <id> ps-args...`: the args go to ps(1), the rows are the container's.
+#[test]
+fn ps_passes_extra_args_to_ps() {
+    if !common::require_root() {
+        return;
+    }
+    let mut c = Ctr::new("cg-ps-args");
+    c.b.args(&["sleep", "1000"]);
+    c.b.run_detached();
+    let init = c.b.pid();
+    let table = c.ok(&["ps", &c.b.id, "-o", "pid,comm"]);
+    let mut lines = table.lines();
+    let header: Vec<&str> = lines
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(header, ["PID", "COMMAND"], "{table}");
+    let rows: Vec<&str> = lines.collect();
+    assert_eq!(rows.len(), 1, "{table}");
+    let row: Vec<&str> = rows[0].split_whitespace().collect();
+    assert_eq!(row, [init.to_string().as_str(), "sleep"], "{table}");
+}
+
+/// containerd passes --systemd-cgroup on every call: only create and run,
+/// which would need the systemd driver, refuse it (naming the unit, or the
+/// field of a malformed path); every other command works on a container
+/// made without it.
+#[test]
+fn systemd_cgroup_flag_is_refused_only_where_a_cgroup_is_made() {
+    if !common::require_root() {
+        return;
+    }
+    let mut c = Ctr::new("cg-systemd");
+    c.b.args(&["sleep", "1000"]);
+    c.b.run_detached();
+    let id = c.b.id.clone();
+    let sd = |args: &[&str]| -> String {
+        let mut all = vec!["--systemd-cgroup"];
+        all.extend_from_slice(args);
+        c.ok(&all)
+    };
+    assert!(sd(&["state", &id]).contains("\"running\""));
+    assert!(sd(&["list"]).contains(&id));
+    assert_eq!(
+        sd(&["ps", "--format", "json", &id]).trim(),
+        format!("[{}]", c.b.pid())
+    );
+    sd(&["pause", &id]);
+    sd(&["resume", &id]);
+    sd(&["update", "--pids-limit", "40", &id]);
+    assert_eq!(c.read("pids", "pids.max", "pids.max"), "40");
+    assert!(sd(&["events", "--stats", &id]).contains("\"type\":\"stats\""));
+    sd(&["exec", &id, "true"]);
+    sd(&["features"]);
+    sd(&["kill", &id, "KILL"]);
+    c.b.wait_for_status("stopped");
+    sd(&["delete", &id]);
+    c.assert_nothing_left();
+
+    for (path, want) in [
+        (
+            "user-1000.slice:crio:abc",
+            "linux.cgroupsPath \"user-1000.slice:crio:abc\" would be unit crio-abc.scope in user-1000.slice",
+        ),
+        ("/keel/c1", "linux.cgroupsPath: \"/keel/c1\": with --systemd-cgroup it must be \"slice:prefix:name\""),
+        ("system:keel:c1", "linux.cgroupsPath: \"system:keel:c1\": slice \"system\""),
+    ] {
+        let mut b = Bundle::new("cg-systemd-run");
+        b.set("/linux/cgroupsPath", json!(path));
+        b.args(&["true"]);
+        b.write();
+        let dir = b.dir.to_str().expect("UTF-8 bundle dir").to_owned();
+        let out = b.keel(&["--systemd-cgroup", "create", "--bundle", &dir, &b.id]);
+        assert!(!out.status.success(), "{path}: create accepted");
+        let err = text(&out.stderr);
+        assert!(err.contains(want), "{path}: {err}");
+        assert!(!b.root.join(&b.id).exists(), "{path}: state dir made");
+    }
 }

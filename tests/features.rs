@@ -560,6 +560,11 @@ fn cgroup_claims() {
         assert!(!out.status.success(), "{flags:?} was accepted");
         let err = common::text(&out.stderr);
         assert!(err.contains("not supported yet"), "{flags:?}: {err}");
+        // The systemd driver's refusal names the unit the path would have been.
+        if flags[0] != "--cgroup-manager" || flags[1] == "systemd" {
+            let unit = format!("unit keel-{}.scope in system.slice", b.id);
+            assert!(err.contains(&unit), "{flags:?}: {err}");
+        }
     }
     // rdma: only where the host has the controller (runtime-spec: the claim is
     // about keel, not the host; unit tests in src/cgroups cover the writes).

@@ -8,6 +8,7 @@
 
 pub mod devices;
 pub mod stats;
+pub mod systemd;
 pub mod v1;
 pub mod v2;
 
@@ -136,17 +137,34 @@ pub struct Cgroup {
     pub v1: Vec<V1Dir>,
     /// The unified directory (unified mode, or the hybrid's unified hierarchy).
     pub unified: Option<PathBuf>,
+    /// Every directory `create` made, parents before children: `destroy`
+    /// removes the parents among them too (the leaves always go, as in runc),
+    /// so `/keel/c1` leaves no `/keel` that keel made behind.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub made: Vec<PathBuf>,
 }
 
-/// `linux.cgroupsPath` checked: absolute, or relative (to the caller's cgroup), no "..".
+/// `linux.cgroupsPath` checked: absolute, or relative (to the caller's cgroup), no "..",
+/// and a cgroup of the container's own: `delete` removes it with everything below.
 fn clean_path(p: &str) -> Result<PathBuf, CgroupError> {
     let path = Path::new(p);
+    let mut names = 0;
     for c in path.components() {
         match c {
-            Component::RootDir | Component::Normal(_) => {}
-            Component::CurDir => {}
+            Component::Normal(_) => names += 1,
+            Component::RootDir | Component::CurDir => {}
             _ => return Err(CgroupError::Path(format!("{p:?} may not contain \"..\""))),
         }
+    }
+    if names == 0 {
+        let which = if path.is_absolute() {
+            "the root of every cgroup hierarchy"
+        } else {
+            "keel's own cgroup"
+        };
+        return Err(CgroupError::Path(format!(
+            "{p:?} is {which}: the container needs a cgroup of its own (delete removes it)"
+        )));
     }
     Ok(path.to_path_buf())
 }
@@ -166,8 +184,27 @@ fn own_cgroups() -> Vec<(String, PathBuf)> {
 /// v1 hierarchies mounted under /sys/fs/cgroup: (mount dir, controllers).
 fn v1_hierarchies() -> Vec<(PathBuf, Vec<String>)> {
     let info = crate::sys::read_small("/proc/self/mountinfo").unwrap_or_default();
+    let cgroup = crate::sys::read_small("/proc/self/cgroup").unwrap_or_default();
+    parse_v1_hierarchies(&info, &cgroup)
+}
+
+/// [`v1_hierarchies`] from the text of mountinfo and /proc/self/cgroup. A
+/// mount's controllers are the super options that /proc/self/cgroup lists as
+/// controllers (as runc does): the rest (`rw`, `xattr`, `noprefix`,
+/// `clone_children`, `cpuset_v2_mode`, `release_agent=`...) are mount flags,
+/// and keeping one would make the hierarchy match no line there.
+fn parse_v1_hierarchies(mountinfo: &str, proc_cgroup: &str) -> Vec<(PathBuf, Vec<String>)> {
+    let known: Vec<&str> = proc_cgroup
+        .lines()
+        .filter_map(|l| l.split(':').nth(1))
+        .flat_map(|c| c.split(','))
+        .filter(|c| !c.is_empty())
+        .collect();
     let mut out = Vec::new();
-    for m in info.lines().filter_map(crate::mounts::MountInfo::parse) {
+    for m in mountinfo
+        .lines()
+        .filter_map(crate::mounts::MountInfo::parse)
+    {
         if m.fstype != "cgroup" {
             continue;
         }
@@ -178,13 +215,7 @@ fn v1_hierarchies() -> Vec<(PathBuf, Vec<String>)> {
         let ctrls: Vec<String> = m
             .super_opts
             .split(',')
-            .filter(|o| !matches!(*o, "rw" | "ro") && (!o.contains('=') || o.starts_with("name=")))
-            .filter(|o| {
-                !matches!(
-                    *o,
-                    "relatime" | "noexec" | "nosuid" | "nodev" | "clone_children"
-                )
-            })
+            .filter(|o| known.contains(o))
             .map(str::to_string)
             .collect();
         out.push((mnt, ctrls));
@@ -270,6 +301,7 @@ impl Cgroup {
             rel: wanted,
             v1,
             unified,
+            made: Vec::new(),
         }
     }
 
@@ -316,15 +348,34 @@ impl Cgroup {
     }
 
     /// mkdir on every hierarchy; on v2 enable the controllers down the path.
-    pub fn create(&self) -> Result<(), CgroupError> {
+    /// Returns the cgroup with [`Cgroup::made`] filled in; on failure,
+    /// removes every directory it made, on every hierarchy.
+    pub fn create(&self) -> Result<Cgroup, CgroupError> {
+        let mut made = Vec::new();
+        match self.create_in(&mut made) {
+            Ok(()) => Ok(Cgroup {
+                made,
+                ..self.clone()
+            }),
+            Err(e) => {
+                // Nothing has joined them yet: they are empty.
+                for d in made.iter().rev() {
+                    let _ = fs::remove_dir(d);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn create_in(&self, made: &mut Vec<PathBuf>) -> Result<(), CgroupError> {
         for d in &self.v1 {
-            mkdir_all(&d.path)?;
+            mkdir_all(&d.path, made)?;
             if d.controllers.iter().any(|c| c == "cpuset") {
                 v1::inherit_cpuset(&d.path)?;
             }
         }
         if let Some(u) = &self.unified {
-            mkdir_all(u)?;
+            mkdir_all(u, made)?;
             if self.mode == Mode::Unified {
                 v2::enable_controllers(Path::new(CGROUP_ROOT), u)?;
             }
@@ -352,11 +403,23 @@ impl Cgroup {
                         msg: "cgroup v2 keys need a cgroup v2 host (this one is v1)".into(),
                     });
                 }
-                v1::apply(self, r)?;
-                if with_devices {
-                    if let Some(d) = self.v1_dir("devices") {
-                        devices::apply_v1(d, r.devices().as_deref().unwrap_or_default())?;
+                // Without the hierarchy the rules would be silently lost (runc fails too).
+                let devices_dir = match (with_devices, self.v1_dir("devices")) {
+                    (false, _) => None,
+                    (true, Some(d)) => Some(d),
+                    (true, None) => {
+                        return Err(CgroupError::Invalid {
+                            field: "linux.resources.devices".into(),
+                            msg: format!(
+                                "the host has no cgroup v1 devices hierarchy under {CGROUP_ROOT}, \
+                                 so the device rules cannot be enforced"
+                            ),
+                        })
                     }
+                };
+                v1::apply(self, r)?;
+                if let Some(d) = devices_dir {
+                    devices::apply_v1(d, r.devices().as_deref().unwrap_or_default())?;
                 }
             }
         }
@@ -494,10 +557,15 @@ impl Cgroup {
         res
     }
 
-    /// Remove the container's directories (retrying EBUSY while dying tasks leave).
+    /// Remove the container's directories (retrying EBUSY while dying tasks
+    /// leave), then the parents `create` made, deepest first, each only if
+    /// empty: one that another container made its cgroup in stays.
     pub fn destroy(&self) -> Result<(), CgroupError> {
         for d in self.dirs() {
             remove_tree(d)?;
+        }
+        for p in self.made.iter().rev() {
+            let _ = fs::remove_dir(p);
         }
         Ok(())
     }
@@ -562,8 +630,18 @@ fn join_rel(root: &Path, rel: &Path) -> PathBuf {
     }
 }
 
-fn mkdir_all(p: &Path) -> Result<(), CgroupError> {
-    fs::create_dir_all(p).map_err(|e| CgroupError::sys("creating cgroup", p, e))
+/// mkdir `p` and its missing parents, recording each directory made here
+/// (one that appears meanwhile is someone else's).
+fn mkdir_all(p: &Path, made: &mut Vec<PathBuf>) -> Result<(), CgroupError> {
+    let missing: Vec<&Path> = p.ancestors().take_while(|a| !a.exists()).collect();
+    for d in missing.into_iter().rev() {
+        match fs::create_dir(d) {
+            Ok(()) => made.push(d.to_path_buf()),
+            Err(e) if e.kind() == ErrorKind::AlreadyExists && d.is_dir() => {}
+            Err(e) => return Err(CgroupError::sys("creating cgroup", d, e)),
+        }
+    }
+    Ok(())
 }
 
 fn collect_pids(dir: &Path, out: &mut Vec<i32>) -> Result<(), CgroupError> {
@@ -621,6 +699,112 @@ mod tests {
         assert!(clean_path("../x").is_err());
         assert_eq!(clean_path("/keel/c1").unwrap(), PathBuf::from("/keel/c1"));
         assert_eq!(clean_path("rel/c1").unwrap(), PathBuf::from("rel/c1"));
+    }
+
+    #[test]
+    fn the_root_and_keels_own_cgroup_are_refused() {
+        for p in ["/", "//", ".", "./", "/./", "./."] {
+            let e = clean_path(p).unwrap_err().to_string();
+            assert!(e.starts_with("linux.cgroupsPath: "), "{p}: {e}");
+        }
+        assert!(Cgroup::plan(Some("/"), "c1").is_err());
+        assert!(clean_path("./c1").is_ok());
+    }
+
+    #[test]
+    fn mount_flags_are_not_controllers() {
+        // A systemd host: the named hierarchy is mounted with xattr.
+        let info = "\
+30 25 0:26 / /sys/fs/cgroup/systemd rw,nosuid - cgroup cgroup rw,xattr,name=systemd
+31 25 0:27 / /sys/fs/cgroup/cpuset rw,nosuid - cgroup cgroup rw,cpuset,clone_children,cpuset_v2_mode,noprefix
+32 25 0:28 / /sys/fs/cgroup/cpu,cpuacct rw,nosuid - cgroup cgroup rw,cpu,cpuacct,release_agent=/x
+33 25 0:29 / /sys/fs/cgroup/unified rw,nosuid - cgroup2 cgroup2 rw,nsdelegate
+34 25 0:30 / /mnt/other rw - cgroup cgroup rw,memory
+";
+        let cgroup = "3:cpu,cpuacct:/a\n2:cpuset:/\n1:name=systemd:/user.slice\n0::/user.slice\n";
+        let got = parse_v1_hierarchies(info, cgroup);
+        let want = |m: &str, c: &[&str]| {
+            (
+                PathBuf::from(m),
+                c.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+            )
+        };
+        assert_eq!(
+            got,
+            vec![
+                want("/sys/fs/cgroup/systemd", &["name=systemd"]),
+                want("/sys/fs/cgroup/cpuset", &["cpuset"]),
+                want("/sys/fs/cgroup/cpu,cpuacct", &["cpu", "cpuacct"]),
+            ]
+        );
+    }
+
+    /// A fake v1 layout in a temp dir: `create` is plain mkdir there.
+    fn fake(dirs: &[&Path]) -> Cgroup {
+        Cgroup {
+            mode: Mode::Legacy,
+            rel: PathBuf::from("/p/c1"),
+            v1: dirs
+                .iter()
+                .map(|d| V1Dir {
+                    name: "memory".into(),
+                    controllers: vec!["memory".into()],
+                    path: d.to_path_buf(),
+                })
+                .collect(),
+            unified: None,
+            made: Vec::new(),
+        }
+    }
+
+    fn tempdir(name: &str) -> PathBuf {
+        let t = std::env::temp_dir().join(format!("keel-cg-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&t);
+        fs::create_dir_all(&t).unwrap();
+        t
+    }
+
+    #[test]
+    fn create_records_parents_and_destroy_removes_them() {
+        let t = tempdir("made");
+        fs::create_dir(t.join("b")).unwrap();
+        let cg = fake(&[&t.join("a/p/c1"), &t.join("b/p/c1")])
+            .create()
+            .unwrap();
+        assert_eq!(
+            cg.made,
+            ["a", "a/p", "a/p/c1", "b/p", "b/p/c1"].map(|d| t.join(d))
+        );
+        // A sibling made by someone else keeps its parent.
+        fs::create_dir(t.join("b/p/other")).unwrap();
+        cg.destroy().unwrap();
+        assert!(!t.join("a").exists());
+        assert!(t.join("b/p/other").exists() && !t.join("b/p/c1").exists());
+        fs::remove_dir_all(&t).unwrap();
+    }
+
+    #[test]
+    fn a_failed_create_removes_what_it_made_on_every_hierarchy() {
+        let t = tempdir("fail");
+        fs::write(t.join("file"), "").unwrap();
+        let e = fake(&[&t.join("a/p/c1"), &t.join("file/c1")])
+            .create()
+            .unwrap_err();
+        assert!(e.to_string().contains("file/c1"), "{e}");
+        assert!(!t.join("a").exists());
+        fs::remove_dir_all(&t).unwrap();
+    }
+
+    #[test]
+    fn v1_without_a_devices_hierarchy_refuses_device_rules() {
+        let t = tempdir("nodev");
+        let cg = fake(&[&t.join("c1")]);
+        let none = LinuxResources::default();
+        let e = cg.apply(&none, true).unwrap_err().to_string();
+        assert!(e.starts_with("linux.resources.devices: "), "{e}");
+        // Unprivileged (or update without rules): nothing to enforce.
+        cg.apply(&none, false).unwrap();
+        fs::remove_dir_all(&t).unwrap();
     }
 
     #[test]

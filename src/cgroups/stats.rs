@@ -1009,6 +1009,7 @@ mod tests {
             rel: PathBuf::from("/c1"),
             v1: Vec::new(),
             unified: Some(dir.to_path_buf()),
+            made: Vec::new(),
         }
     }
 
@@ -1251,6 +1252,7 @@ mod tests {
                 dir("cpuset", cpuset),
             ],
             unified: None,
+            made: Vec::new(),
         };
         (fx, cg)
     }
@@ -1384,6 +1386,7 @@ mod tests {
                     path: gone.clone(),
                 }],
                 unified: Some(gone.clone()),
+                made: Vec::new(),
             },
         ] {
             let v = stats(&cg).unwrap();
@@ -1418,6 +1421,7 @@ mod tests {
                 path: mem,
             }],
             unified: Some(uni),
+            made: Vec::new(),
         };
         let v = stats(&cg).unwrap();
         assert_eq!(v["memory"]["usage"]["usage"], 42);
@@ -1571,6 +1575,7 @@ mod tests {
                 path: dir.clone(),
             }],
             unified: None,
+            made: Vec::new(),
         };
         let procs = dir.join("cgroup.procs");
         let script = format!(

@@ -680,6 +680,7 @@ mod tests {
             rel: PathBuf::from("/c1"),
             v1,
             unified: None,
+            made: Vec::new(),
         }
     }
 

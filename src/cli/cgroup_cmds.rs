@@ -103,17 +103,17 @@ pub struct UpdateArgs {
     pub blkio_weight: Option<u16>,
     #[arg(long = "cpu-period")]
     pub cpu_period: Option<u64>,
-    #[arg(long = "cpu-quota")]
+    #[arg(long = "cpu-quota", allow_hyphen_values = true)]
     pub cpu_quota: Option<i64>,
     #[arg(long = "cpu-share", alias = "cpu-shares")]
     pub cpu_share: Option<u64>,
     #[arg(long = "cpu-rt-period")]
     pub cpu_rt_period: Option<u64>,
-    #[arg(long = "cpu-rt-runtime")]
+    #[arg(long = "cpu-rt-runtime", allow_hyphen_values = true)]
     pub cpu_rt_runtime: Option<i64>,
     #[arg(long = "cpu-burst")]
     pub cpu_burst: Option<u64>,
-    #[arg(long = "cpu-idle")]
+    #[arg(long = "cpu-idle", allow_hyphen_values = true)]
     pub cpu_idle: Option<i64>,
     #[arg(long = "cpuset-cpus")]
     pub cpuset_cpus: Option<String>,
@@ -133,6 +133,12 @@ pub struct UpdateArgs {
     pub kernel_memory_tcp: Option<String>,
     #[arg(long = "pids-limit", allow_hyphen_values = true)]
     pub pids_limit: Option<i64>,
+    /// Intel RDT L3 cache schema (runc's flag; keel has no intelRdt support)
+    #[arg(long = "l3-cache-schema")]
+    pub l3_cache_schema: Option<String>,
+    /// Intel RDT memory bandwidth schema (runc's flag; keel has no intelRdt support)
+    #[arg(long = "mem-bw-schema")]
+    pub mem_bw_schema: Option<String>,
 }
 
 /// "512m", "1G", "-1", "1024" → bytes (Docker's RAMInBytes: binary units).
@@ -214,6 +220,14 @@ fn resources_from_flags(a: &UpdateArgs) -> Result<Value> {
 
 /// `update`: apply new limits to a running (or created, paused) container.
 pub fn update(dir: &ContainerDir, a: &UpdateArgs) -> Result<i32> {
+    for (flag, v) in [
+        ("l3-cache-schema", &a.l3_cache_schema),
+        ("mem-bw-schema", &a.mem_bw_schema),
+    ] {
+        if v.is_some() {
+            bail!("--{flag}: linux.intelRdt is not supported by keel (no resctrl support)");
+        }
+    }
     let (st, status, cg) = running(dir)?;
     if status == Status::Stopped {
         bail!("container not running: {:?}", st.id);
@@ -262,6 +276,60 @@ pub fn events(dir: &ContainerDir, once: bool, interval: &str) -> Result<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn flags(args: &[&str]) -> Result<Value> {
+        #[derive(clap::Parser)]
+        struct T {
+            #[command(flatten)]
+            a: UpdateArgs,
+        }
+        let t = <T as clap::Parser>::try_parse_from(
+            std::iter::once("update").chain(args.iter().copied()),
+        )?;
+        resources_from_flags(&t.a)
+    }
+
+    #[test]
+    fn update_flags_become_linux_resources() {
+        let v = flags(&[
+            "--memory",
+            "64m",
+            "--memory-swap",
+            "-1",
+            "--memory-reservation",
+            "32m",
+            "--cpu-shares",
+            "512",
+            "--cpu-quota",
+            "-1",
+            "--cpu-period",
+            "100000",
+            "--cpuset-cpus",
+            "0",
+            "--cpuset-mems",
+            "0",
+            "--pids-limit",
+            "-1",
+            "--blkio-weight",
+            "300",
+            "c1",
+        ])
+        .unwrap();
+        assert_eq!(
+            v,
+            json!({
+                "memory": {"limit": 64 << 20, "swap": -1, "reservation": 32 << 20},
+                "cpu": {"shares": 512, "quota": -1, "period": 100000, "cpus": "0", "mems": "0"},
+                "pids": {"limit": -1},
+                "blockIO": {"weight": 300},
+            })
+        );
+        // Every object deserializes as LinuxResources.
+        to_resources(v).unwrap();
+        assert_eq!(flags(&["c1"]).unwrap(), json!({}));
+        let e = flags(&["--memory", "12x", "c1"]).unwrap_err();
+        assert!(e.to_string().starts_with("--memory: "), "{e}");
+    }
 
     #[test]
     fn sizes_parse_like_docker() {

@@ -49,7 +49,7 @@ pub struct Cli {
     /// Debug logging
     #[arg(long, global = true)]
     pub debug: bool,
-    /// Use systemd to manage cgroups (not supported yet)
+    /// Use systemd to manage cgroups (not supported yet: create and run refuse it)
     #[arg(long = "systemd-cgroup", global = true)]
     pub systemd_cgroup: bool,
     /// Cgroup manager, podman's flag: cgroupfs (the default); systemd and disabled are not supported yet
@@ -391,6 +391,23 @@ pub fn main() -> i32 {
     }
 }
 
+/// keel has no systemd cgroup driver: say which unit the container's
+/// `linux.cgroupsPath` would have been, or what is wrong with the path.
+fn refuse_systemd(a: &CreateArgs) -> anyhow::Error {
+    let path = std::fs::read_to_string(a.bundle.join("config.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v["linux"]["cgroupsPath"].as_str().map(str::to_owned))
+        .unwrap_or_default();
+    match crate::cgroups::systemd::parse(&path, &a.id) {
+        Ok(unit) => anyhow::anyhow!(
+            "--systemd-cgroup: linux.cgroupsPath {path:?} would be {unit}: the systemd cgroup \
+             driver is not supported yet; run without it (keel's cgroupfs driver)"
+        ),
+        Err(e) => anyhow::anyhow!("--systemd-cgroup: {e}"),
+    }
+}
+
 /// What a shell reports for a process killed by SIGPIPE; keel ignores the
 /// signal (Rust's runtime does) and exits with this status instead.
 const SIGPIPE_STATUS: i32 = 128 + libc::SIGPIPE;
@@ -407,8 +424,12 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 
 fn dispatch(root: &Path, systemd: bool, cmd: Cmd) -> Result<i32> {
     let root = Root::new(root);
-    if systemd && !matches!(cmd, Cmd::Features) {
-        bail!("--systemd-cgroup: the systemd cgroup driver is not supported yet");
+    // Only a new cgroup needs the driver: containerd passes the flag on every
+    // call, and the other commands work on what state.json recorded.
+    if systemd {
+        if let Cmd::Create(a) | Cmd::Run { create: a, .. } = &cmd {
+            return Err(refuse_systemd(a));
+        }
     }
     match cmd {
         Cmd::Create(a) => {
