@@ -583,6 +583,78 @@ fn cgroup_manager_cgroupfs_is_the_default() {
     assert_eq!(common::text(&out.stdout), "ran\n");
 }
 
+/// `keel create` of the bundle, expected to fail: its stderr.
+fn create_fails(b: &mut Bundle) -> String {
+    b.write();
+    let dir = b.dir_str();
+    let out = b.keel(&["create", "--bundle", &dir, &b.id]);
+    let err = common::text(&out.stderr);
+    assert!(!out.status.success(), "create succeeded; stderr: {err}");
+    err
+}
+
+#[test]
+fn lsm_and_intel_rdt_claims() {
+    if !common::require_root() {
+        return;
+    }
+    let linux = features()["linux"].clone();
+    // runtime-spec: "enabled" says that support is built in, whatever the host has.
+    assert_eq!(linux["apparmor"], json!({"enabled": true}));
+    assert_eq!(linux["selinux"], json!({"enabled": false}));
+    assert_eq!(linux["intelRdt"], json!({"enabled": false}));
+    let host = keel::attrs::Host::probe();
+
+    // apparmor: the profile reaches the code that applies it, for the init
+    // and for exec: on a host without AppArmor that code's own refusal.
+    let no_apparmor = "process.apparmorProfile: AppArmor is not enabled on this host";
+    let mut b = Bundle::new("feat-apparmor");
+    b.set("/process/apparmorProfile", json!("unconfined"));
+    if host.apparmor {
+        let (code, out, err) = sh(&mut b, "cat /proc/self/attr/current");
+        assert_eq!((code, out.trim()), (0, "unconfined"), "{err}");
+    } else {
+        let err = create_fails(&mut b);
+        assert!(err.contains(no_apparmor), "{err}");
+    }
+    let mut b = Bundle::new("feat-apparmor-exec");
+    b.args(&["sleep", "1000"]);
+    b.run_detached();
+    let file = b.dir.join("process.json");
+    let process = json!({"args": ["cat", "/proc/self/attr/current"], "cwd": "/",
+        "user": {"uid": 0, "gid": 0}, "env": ["PATH=/bin"], "apparmorProfile": "unconfined"});
+    fs::write(&file, process.to_string()).unwrap();
+    let out = b.keel(&["exec", "--process", file.to_str().unwrap(), &b.id]);
+    let (o, e) = (common::text(&out.stdout), common::text(&out.stderr));
+    if host.apparmor {
+        assert!(out.status.success(), "exec --process: {e}");
+        assert_eq!(o.trim(), "unconfined");
+    } else {
+        assert!(!out.status.success(), "exec --process succeeded: {o}");
+        assert!(e.contains(no_apparmor), "exec --process: {e}");
+    }
+
+    // selinux: false; every label is refused, by its field, with or without SELinux.
+    for (ptr, field) in [
+        ("/process/selinuxLabel", "process.selinuxLabel: "),
+        ("/linux/mountLabel", "linux.mountLabel: "),
+    ] {
+        let mut b = Bundle::new("feat-selinux");
+        b.set(ptr, json!("system_u:system_r:container_t:s0"));
+        let err = create_fails(&mut b);
+        assert!(err.contains(field), "{field}: {err}");
+    }
+
+    // intelRdt: false; refused, not ignored.
+    let mut b = Bundle::new("feat-rdt");
+    b.set(
+        "/linux/intelRdt",
+        json!({"closID": "keel-test", "l3CacheSchema": "L3:0=f"}),
+    );
+    let err = create_fails(&mut b);
+    assert!(err.contains("linux.intelRdt: "), "{err}");
+}
+
 /// A seccomp profile (default ALLOW) with one rule for mkdir/mkdirat.
 fn mkdir_rule(rule: Value) -> Value {
     let mut r = json!({"names": ["mkdir", "mkdirat"]});
