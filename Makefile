@@ -111,7 +111,8 @@ test: deps build
 	hack/leakcheck.sh check $(LEAK_SNAPSHOT) || { [[ $$rc -ne 0 ]] || rc=1; }; \
 	exit $$rc
 
-# The cgroup integration tests (tests/cgroup*.rs) again, in a qemu guest whose
+# The cgroup integration tests (tests/cgroup*.rs) and the features document's
+# cgroup claims (tests/features.rs cgroup_claims) again, in a qemu guest whose
 # only cgroup hierarchy is v2; hack/vm.sh installs qemu and caches a Debian
 # kernel. `make test` runs it too: no qemu is a failure, not a skip.
 test-v2: deps
