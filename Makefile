@@ -36,12 +36,12 @@ help:
 	@echo 'make build   release build: $(RELEASE_BIN)'
 	@echo 'make debug   debug build: target/debug/keel'
 	@echo 'make demo    run a busybox container with the release build (root)'
-	@echo 'make test    fmt, clippy, unit tests, integration tests under leakcheck'
+	@echo 'make test    fmt, clippy, man pages, unit, integration and client tests (keel and runc) under leakcheck'
 	@echo 'make test-v2 cgroup integration tests in a cgroup-v2-only qemu guest (root)'
 	@echo 'make client-tests       containerd (ctr) and podman with keel as the runtime (root)'
 	@echo 'make client-tests-runc  the same scenarios with runc as the runtime'
 	@echo 'make install keel, man pages, completions under $$(DESTDIR)$$(PREFIX) (/usr/local)'
-	@echo 'make lint    cargo fmt --check, clippy, shell syntax'
+	@echo 'make lint    cargo fmt --check, clippy, man pages and completions generated, shell syntax'
 	@echo 'make fmt     cargo fmt'
 	@echo 'make clean   cargo clean, demo and test leftovers'
 	@echo 'make bench   start-up benchmark against crun and runc (root, a few minutes)'
@@ -91,14 +91,34 @@ demo: deps build
 	echo "demo: $${keel[*]} run --bundle $$tmp/bundle $$id"; \
 	"$${keel[@]}" run --bundle "$$tmp/bundle" "$$id"
 
+# The man pages and completions of `make install`, generated into $(GEN_DIR)
+# (afresh, so that stale files cannot hide a broken generator) and checked:
+# a page for keel and for every subcommand that `keel --help` lists, and
+# non-empty bash, zsh and fish completions.
+GEN_DIR := target/gen
+define GEN_DOCS_CHECK
+	rm -rf $(GEN_DIR)
+	$(CARGO) run -q --manifest-path xtask/Cargo.toml --target-dir target/xtask -- gen-docs $(GEN_DIR) >/dev/null
+	$(CARGO) build -q
+	@missing=(); \
+	for page in keel $$(target/debug/keel --help | sed -n '/^Commands:/,/^$$/{s/^  \([a-z][a-z-]*\) .*/keel-\1/p}' | grep -vx keel-help); do \
+		grep -q '^\.TH' "$(GEN_DIR)/man/$$page.8" 2>/dev/null || missing+=("man/$$page.8"); \
+	done; \
+	for c in keel.bash _keel keel.fish; do [[ -s $(GEN_DIR)/completions/$$c ]] || missing+=("completions/$$c"); done; \
+	if (( $${#missing[@]} )); then echo "gen-docs: missing or empty in $(GEN_DIR): $${missing[*]}" >&2; exit 1; fi; \
+	echo "gen-docs: $$(ls $(GEN_DIR)/man | wc -l) man pages and 3 completions in $(GEN_DIR)"
+endef
+
 # Integration tests need root (they skip without it) and run between two
 # leakcheck snapshots: a run that leaves mounts, cgroups, state, processes
 # or changed device nodes behind fails even when every test passed.
 # The suites run twice: on the debug build (debug assertions) and on the
-# release build that users install (musl, static, its own allocator).
+# release build that users install (musl, static, its own allocator); the
+# client scenarios run with keel and then with runc (which checks them).
 test: deps build
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
+	$(GEN_DOCS_CHECK)
 	$(CARGO) test --lib
 	hack/leakcheck.sh snapshot $(LEAK_SNAPSHOT)
 	@rc=0; \
@@ -107,12 +127,15 @@ test: deps build
 	KEEL_TEST_BIN='$(CURDIR)/$(RELEASE_BIN)' $(CARGO) test --no-fail-fast --test '*' -- \
 		--test-threads=$(TEST_THREADS) || { [[ $$rc -ne 0 ]] || rc=1; }; \
 	hack/client-tests.sh $(RELEASE_BIN) || { [[ $$rc -ne 0 ]] || rc=1; }; \
+	echo "== the client scenarios again, with runc as the runtime (checks the scenarios)"; \
+	hack/client-tests.sh runc || { [[ $$rc -ne 0 ]] || rc=1; }; \
 	hack/compare-runc.sh $(RELEASE_BIN) || { [[ $$rc -ne 0 ]] || rc=1; }; \
 	hack/test-v2.sh || { [[ $$rc -ne 0 ]] || rc=1; }; \
 	hack/leakcheck.sh check $(LEAK_SNAPSHOT) || { [[ $$rc -ne 0 ]] || rc=1; }; \
 	exit $$rc
 
-# The cgroup integration tests (tests/cgroup*.rs) again, in a qemu guest whose
+# The cgroup integration tests (tests/cgroup*.rs) and the features document's
+# cgroup claims (tests/features.rs cgroup_claims) again, in a qemu guest whose
 # only cgroup hierarchy is v2; hack/vm.sh installs qemu and caches a Debian
 # kernel. `make test` runs it too: no qemu is a failure, not a skip.
 test-v2: deps
@@ -122,6 +145,7 @@ lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	bash -n hack/*.sh .ci/run
+	$(GEN_DOCS_CHECK)
 	@if command -v shellcheck >/dev/null; then shellcheck hack/*.sh .ci/run; fi
 
 fmt:
@@ -150,7 +174,6 @@ client-tests-runc: deps
 # definitions by xtask/, a package of its own, so that clap_mangen and
 # clap_complete are build tools only and never dependencies of keel.
 PREFIX ?= /usr/local
-GEN_DIR := target/gen
 install: build
 	$(CARGO) run --manifest-path xtask/Cargo.toml --target-dir target/xtask -- gen-docs $(GEN_DIR)
 	install -Dm755 $(RELEASE_BIN) $(DESTDIR)$(PREFIX)/bin/keel

@@ -2,13 +2,16 @@
 # hack/test-v2.sh: run integration tests in a guest whose only cgroup
 # hierarchy is cgroup v2 (hack/vm.sh), one test thread per binary.
 #
-# usage: hack/test-v2.sh [-v] [TEST...] [-- TEST-BINARY-ARGS...]
+# usage: hack/test-v2.sh [-v] [TEST[:FILTER]...] [-- TEST-BINARY-ARGS...]
 #
-# TEST names integration test targets (tests/NAME.rs), globs allowed; the
-# default is 'cgroup*', and when no target matches it, 'smoke' runs instead so
-# that the path is exercised. The binaries are built here, on the host, with
-# `cargo test --no-run`, then all run in one guest boot; arguments after --
-# go to each binary (a test name filter, --nocapture, ...).
+# TEST names integration test targets (tests/NAME.rs), globs allowed; FILTER,
+# a test name filter for that target only. The default is 'cgroup*' and
+# 'features:cgroup_claims' (the features document's cgroup v2 and rdma
+# claims, checked where v2 is the only hierarchy); when no target matches
+# them, 'smoke' runs instead so that the path is exercised. The binaries
+# are built here, on the host, with `cargo test --no-run`, then all run in one
+# guest boot; arguments after -- go to each binary (a test name filter,
+# --nocapture, ...).
 #   -v   also show the guest's console log and timings (hack/vm.sh -v)
 # Environment: KEEL_V2_TIMEOUT, the guest's wall-clock limit in seconds
 # (default 1800). Exit status: 0 when every binary passed; 1 when one failed;
@@ -16,11 +19,14 @@
 set -euo pipefail
 
 if [ "${1:-}" = --in-guest ]; then
-	# In the guest: check the cgroup layout, then run NAME=PATH pairs up to --.
+	# In the guest: check the cgroup layout, then run NAME=PATH[=FILTER]
+	# up to --.
 	shift
-	names=() exes=()
+	names=() exes=() filters=()
 	while [ $# -gt 0 ] && [ "$1" != -- ]; do
-		names+=("${1%%=*}") exes+=("${1#*=}")
+		rest=${1#*=}
+		names+=("${1%%=*}") exes+=("${rest%%=*}")
+		if [[ $rest == *=* ]]; then filters+=("${rest#*=}"); else filters+=(""); fi
 		shift
 	done
 	[ $# = 0 ] || shift
@@ -40,8 +46,8 @@ if [ "${1:-}" = --in-guest ]; then
 	echo "test-v2: guest kernel $kver, cgroup2 controllers: $controllers"
 	failed=()
 	for i in "${!names[@]}"; do
-		echo "test-v2: ---- ${names[i]}"
-		"${exes[i]}" --test-threads=1 "$@" || failed+=("${names[i]}")
+		echo "test-v2: ---- ${names[i]}${filters[i]:+ (${filters[i]})}"
+		"${exes[i]}" --test-threads=1 ${filters[i]:+"${filters[i]}"} "$@" || failed+=("${names[i]}")
 	done
 	if [ ${#failed[@]} -gt 0 ]; then
 		echo "test-v2: FAILED in the cgroup v2 guest: ${failed[*]}"
@@ -66,23 +72,27 @@ while [ $# -gt 0 ] && [ "$1" != -- ]; do
 	patterns+=("$1")
 	shift
 done
-[ ${#patterns[@]} -gt 0 ] || patterns=('cgroup*')
+defaults=0
+[ ${#patterns[@]} -gt 0 ] || { patterns=('cgroup*' 'features:cgroup_claims') && defaults=1; }
 
-# the test targets matching the patterns
+# the test targets matching the patterns (the first pattern that matches a
+# target gives its filter)
 all=$(cargo metadata --no-deps --format-version 1 |
 	jq -r '.packages[].targets[] | select(.kind | index("test")) | .name')
 targets=()
+declare -A filter=()
 for t in $all; do
 	for p in "${patterns[@]}"; do
-		# shellcheck disable=SC2053 # $p is a glob
-		if [[ $t == $p ]]; then
+		# shellcheck disable=SC2053 # ${p%%:*} is a glob
+		if [[ $t == ${p%%:*} ]]; then
 			targets+=("$t")
+			[[ $p != *:* ]] || filter[$t]=${p#*:}
 			break
 		fi
 	done
 done
 if [ ${#targets[@]} = 0 ]; then
-	[ "${patterns[*]}" = 'cgroup*' ] || {
+	[ $defaults = 1 ] || {
 		echo "test-v2: no test target matches: ${patterns[*]}" >&2
 		exit 1
 	}
@@ -99,7 +109,7 @@ while IFS=$'\t' read -r name exe; do
 		echo "test-v2: $exe is outside $PWD, which is all the guest shares read-write" >&2
 		exit 1
 	}
-	pairs+=("$name=$exe")
+	pairs+=("$name=$exe${filter[$name]:+=${filter[$name]}}")
 done < <(cargo test --no-run --message-format=json-render-diagnostics "${build[@]}" |
 	jq -r 'select(.reason == "compiler-artifact" and .profile.test and .executable != null)
 		| "\(.target.name)\t\(.executable)"')

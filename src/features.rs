@@ -37,6 +37,13 @@ pub const NAMESPACES: [&str; 8] = [
 /// mounts (src/userns.rs); tests/userns.rs checks them.
 pub const IDMAP_MOUNTS: bool = true;
 
+/// `process.apparmorProfile` is applied at execve (src/attrs.rs).
+pub const APPARMOR: bool = true;
+/// `process.selinuxLabel` and `linux.mountLabel` are refused: keel does not label.
+pub const SELINUX: bool = false;
+/// `linux.intelRdt` is refused (src/spec.rs): keel has no resctrl support.
+pub const INTEL_RDT: bool = false;
+
 /// Mount options that only idmapped mounts use.
 const IDMAP_OPTIONS: [&str; 2] = ["idmap", "ridmap"];
 
@@ -251,9 +258,13 @@ fn build() -> Document {
                 known_flags: SECCOMP_FLAGS.iter().map(|&(name, _)| name).collect(),
                 supported_flags: seccomp_supported_flags(),
             },
-            apparmor: Enabled { enabled: false },
-            selinux: Enabled { enabled: false },
-            intel_rdt: Enabled { enabled: false },
+            // runtime-spec: whether support is built in, whatever the host
+            // has. keel applies process.apparmorProfile (src/attrs.rs; on a
+            // host without AppArmor the field is refused by name), refuses
+            // every SELinux label, and refuses linux.intelRdt (src/spec.rs).
+            apparmor: Enabled { enabled: APPARMOR },
+            selinux: Enabled { enabled: SELINUX },
+            intel_rdt: Enabled { enabled: INTEL_RDT },
             mount_extensions: MountExtensions {
                 idmap: Enabled {
                     enabled: IDMAP_MOUNTS,

@@ -251,6 +251,7 @@ pub fn validate(spec: &Spec, bundle: &Path, need_process: bool) -> Result<(), Sp
         check_rootfs_propagation(linux)?;
         check_sysctl(linux, &ns)?;
         check_devices(linux)?;
+        check_intel_rdt(linux)?;
     }
     Ok(())
 }
@@ -733,6 +734,19 @@ fn check_devices(linux: &Linux) -> Result<(), SpecError> {
         }
     }
     Ok(())
+}
+
+/// keel has no resctrl support (`keel features`: intelRdt.enabled false);
+/// running without the requested cache or memory-bandwidth partition would
+/// be silently weaker, so refuse it, as runc does where RDT is unavailable.
+fn check_intel_rdt(linux: &Linux) -> Result<(), SpecError> {
+    match linux.intel_rdt() {
+        Some(_) => Err(invalid(
+            "linux.intelRdt",
+            "Intel RDT (resctrl) is not supported by keel",
+        )),
+        None => Ok(()),
+    }
 }
 
 fn not_absolute(path: &Path) -> String {
@@ -1736,6 +1750,16 @@ mod tests {
         let mut c = base();
         c["linux"]["devices"] = json!([{"path": "/dev/sda", "type": "b", "major": -8, "minor": 0}]);
         assert_err(&c, "linux.devices[0].major: -8 is out of range");
+    }
+
+    #[test]
+    fn intel_rdt_is_refused() {
+        let mut c = base();
+        c["linux"]["intelRdt"] = json!({"closID": "x"});
+        assert_err(
+            &c,
+            "linux.intelRdt: Intel RDT (resctrl) is not supported by keel",
+        );
     }
 
     // --- ids ---
