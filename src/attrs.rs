@@ -262,6 +262,24 @@ pub fn ioprio(io: &LinuxIOPriority) -> Result<libc::c_int, String> {
     Ok((class << 13) | prio as libc::c_int)
 }
 
+/// The `linux.memoryPolicy` modes [`mempolicy`] maps (`keel features`).
+pub const MEMPOLICY_MODES: [&str; 7] = [
+    "MPOL_DEFAULT",
+    "MPOL_PREFERRED",
+    "MPOL_BIND",
+    "MPOL_INTERLEAVE",
+    "MPOL_LOCAL",
+    "MPOL_PREFERRED_MANY",
+    "MPOL_WEIGHTED_INTERLEAVE",
+];
+
+/// The `linux.memoryPolicy` flags [`mempolicy`] maps (`keel features`).
+pub const MEMPOLICY_FLAGS: [&str; 3] = [
+    "MPOL_F_NUMA_BALANCING",
+    "MPOL_F_RELATIVE_NODES",
+    "MPOL_F_STATIC_NODES",
+];
+
 /// `linux.memoryPolicy` → (mode | flags, node mask); None for a bare MPOL_DEFAULT.
 pub fn mempolicy(m: &LinuxMemoryPolicy) -> Result<Option<(libc::c_int, Vec<u64>)>, String> {
     use MemoryPolicyModeType as M;
@@ -463,6 +481,28 @@ pub fn apparmor_exec(proc: &Path, profile: &CStr) -> Result<(), Fail> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_advertised_memory_policy_name_is_mapped() {
+        for mode in MEMPOLICY_MODES {
+            let nodes = if matches!(mode, "MPOL_DEFAULT" | "MPOL_LOCAL") {
+                ""
+            } else {
+                "0"
+            };
+            let m: LinuxMemoryPolicy =
+                serde_json::from_value(serde_json::json!({"mode": mode, "nodes": nodes}))
+                    .unwrap_or_else(|e| panic!("{mode}: {e}"));
+            mempolicy(&m).unwrap_or_else(|e| panic!("{mode}: {e}"));
+        }
+        for flag in MEMPOLICY_FLAGS {
+            let m: LinuxMemoryPolicy = serde_json::from_value(
+                serde_json::json!({"mode": "MPOL_BIND", "nodes": "0", "flags": [flag]}),
+            )
+            .unwrap_or_else(|e| panic!("{flag}: {e}"));
+            assert!(mempolicy(&m).unwrap().is_some(), "{flag}");
+        }
+    }
 
     fn process(json: serde_json::Value) -> Process {
         let mut base =

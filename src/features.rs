@@ -44,6 +44,9 @@ pub const SELINUX: bool = false;
 /// `linux.intelRdt` is refused (src/spec.rs): keel has no resctrl support.
 pub const INTEL_RDT: bool = false;
 
+/// `linux.netDevices` is refused (src/spec.rs): keel moves no host device.
+pub const NET_DEVICES: bool = false;
+
 /// Mount options that only idmapped mounts use.
 const IDMAP_OPTIONS: [&str; 2] = ["idmap", "ridmap"];
 
@@ -200,7 +203,15 @@ struct Linux {
     apparmor: Enabled,
     selinux: Enabled,
     intel_rdt: Enabled,
+    memory_policy: MemoryPolicy,
     mount_extensions: MountExtensions,
+    net_devices: Enabled,
+}
+
+#[derive(serde::Serialize)]
+struct MemoryPolicy {
+    modes: &'static [&'static str],
+    flags: &'static [&'static str],
 }
 
 #[derive(serde::Serialize)]
@@ -265,10 +276,17 @@ fn build() -> Document {
             apparmor: Enabled { enabled: APPARMOR },
             selinux: Enabled { enabled: SELINUX },
             intel_rdt: Enabled { enabled: INTEL_RDT },
+            memory_policy: MemoryPolicy {
+                modes: &crate::attrs::MEMPOLICY_MODES,
+                flags: &crate::attrs::MEMPOLICY_FLAGS,
+            },
             mount_extensions: MountExtensions {
                 idmap: Enabled {
                     enabled: IDMAP_MOUNTS,
                 },
+            },
+            net_devices: Enabled {
+                enabled: NET_DEVICES,
             },
         },
         annotations: BTreeMap::from([

@@ -252,6 +252,7 @@ pub fn validate(spec: &Spec, bundle: &Path, need_process: bool) -> Result<(), Sp
         check_sysctl(linux, &ns)?;
         check_devices(linux)?;
         check_intel_rdt(linux)?;
+        check_net_devices(linux)?;
     }
     Ok(())
 }
@@ -746,6 +747,19 @@ fn check_intel_rdt(linux: &Linux) -> Result<(), SpecError> {
             "Intel RDT (resctrl) is not supported by keel",
         )),
         None => Ok(()),
+    }
+}
+
+/// keel moves no host network device into the container (`keel features`:
+/// netDevices.enabled false); a container that runs without the device it
+/// asked for would fail later and less clearly.
+fn check_net_devices(linux: &Linux) -> Result<(), SpecError> {
+    match linux.net_devices() {
+        Some(devs) if !devs.is_empty() => Err(invalid(
+            "linux.netDevices",
+            "moving host network devices into the container is not supported by keel",
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -1759,6 +1773,16 @@ mod tests {
         assert_err(
             &c,
             "linux.intelRdt: Intel RDT (resctrl) is not supported by keel",
+        );
+    }
+
+    #[test]
+    fn net_devices_are_refused() {
+        let mut c = base();
+        c["linux"]["netDevices"] = json!({"eth1": {"name": "eth0"}});
+        assert_err(
+            &c,
+            "linux.netDevices: moving host network devices into the container is not supported by keel",
         );
     }
 

@@ -737,6 +737,75 @@ fn lsm_and_intel_rdt_claims() {
     );
     let err = create_fails(&mut b);
     assert!(err.contains("linux.intelRdt: "), "{err}");
+
+    // netDevices: false; refused, not ignored.
+    assert_eq!(linux["netDevices"], json!({"enabled": false}));
+    let mut b = Bundle::new("feat-netdev");
+    b.set("/linux/netDevices", json!({"keeltest0": {"name": "eth1"}}));
+    let err = create_fails(&mut b);
+    assert!(err.contains("linux.netDevices: "), "{err}");
+}
+
+/// The kernel's name of a memory policy mode in numa_maps (mm/mempolicy.c).
+fn numa_maps_mode(mode: &str) -> &'static str {
+    match mode {
+        "MPOL_DEFAULT" => "default",
+        "MPOL_PREFERRED" => "prefer",
+        "MPOL_BIND" => "bind",
+        "MPOL_INTERLEAVE" => "interleave",
+        "MPOL_LOCAL" => "local",
+        "MPOL_PREFERRED_MANY" => "prefer (many)",
+        "MPOL_WEIGHTED_INTERLEAVE" => "weighted interleave",
+        other => panic!("memoryPolicy mode {other} advertised but not covered by this test"),
+    }
+}
+
+/// Every memoryPolicy mode and flag the document lists, set on a container:
+/// the init's task policy (the first line of numa_maps) shows it.
+#[test]
+fn every_memory_policy_mode_and_flag_applies() {
+    if !common::require_root() {
+        return;
+    }
+    let doc = features();
+    let policy = &doc["linux"]["memoryPolicy"];
+    // The line after its address: the policy ("prefer (many):0") has spaces.
+    let first_policy = |config: Value| -> String {
+        let mut b = Bundle::new("feat-mpol");
+        b.set("/linux/memoryPolicy", config.clone());
+        let (code, out, err) = sh(&mut b, "head -n1 /proc/self/numa_maps");
+        assert_eq!(code, 0, "{config}: {err}");
+        out.split_once(' ')
+            .unwrap_or_else(|| panic!("{config}: no policy in {out:?}"))
+            .1
+            .to_owned()
+    };
+    for mode in strings(&policy["modes"]) {
+        let shown = numa_maps_mode(&mode);
+        let config = if matches!(mode.as_str(), "MPOL_DEFAULT" | "MPOL_LOCAL") {
+            json!({"mode": mode})
+        } else {
+            json!({"mode": mode, "nodes": "0"})
+        };
+        let got = first_policy(config);
+        let want = if shown == "default" || shown == "local" {
+            format!("{shown} ")
+        } else {
+            format!("{shown}:0 ")
+        };
+        assert!(got.starts_with(&want), "memoryPolicy mode {mode}: {got}");
+    }
+    for flag in strings(&policy["flags"]) {
+        let shown = match flag.as_str() {
+            "MPOL_F_STATIC_NODES" => "static",
+            "MPOL_F_RELATIVE_NODES" => "relative",
+            "MPOL_F_NUMA_BALANCING" => "balancing",
+            other => panic!("memoryPolicy flag {other} advertised but not covered by this test"),
+        };
+        let got = first_policy(json!({"mode": "MPOL_BIND", "nodes": "0", "flags": [flag]}));
+        let want = format!("bind={shown}:0 ");
+        assert!(got.starts_with(&want), "memoryPolicy flag {flag}: {got}");
+    }
 }
 
 /// A seccomp profile (default ALLOW) with one rule for mkdir/mkdirat.
