@@ -767,6 +767,109 @@ fn foreground_run_reaps_orphans_and_waits_for_the_init() {
     assert_eq!(wait_exit(&mut child), 128 + 15);
 }
 
+/// The processes whose parent is `ppid`.
+fn children_of(ppid: i32) -> Vec<i32> {
+    fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&p| stat_of(p).is_some_and(|(_, pp)| pp == ppid))
+        .collect()
+}
+
+#[test]
+fn no_subreaper_leaves_orphans_to_the_namespaces_init() {
+    if !common::require_root() {
+        return;
+    }
+    // keel runs under a shell that is pid 1 of a pid namespace of its own (so
+    // that what it adopts dies with it); the container shares that namespace.
+    // With --no-subreaper the orphan goes to that shell, not to keel. The
+    // namespace has its own /proc (in a private mount namespace): keel reads
+    // its init's start time there, so state.json names the right process.
+    let mut b = Bundle::new("fg-no-subreaper");
+    b.unset("/linux/namespaces/0");
+    let w = b.dir.join("w");
+    fs::create_dir(&w).unwrap();
+    nix::unistd::mkfifo(
+        &w.join("go"),
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    )
+    .unwrap();
+    b.set(
+        "/mounts/-",
+        json!({"destination": "/tmp", "type": "bind", "source": w, "options": ["rbind"]}),
+    );
+    b.args(&[
+        "sh",
+        "-c",
+        "(sh -c 'read x < /tmp/go' &); echo ready; exec sleep 1000",
+    ]);
+    b.write();
+    let io = b.dir.join("io-fg");
+    fs::create_dir_all(&io).unwrap();
+    let out_p = io.join("stdout");
+    let mut child = ChildGuard(
+        Command::new("unshare")
+            .args(["--fork", "--pid", "--mount-proc", "--kill-child", "sh", "-c"])
+            .arg(r#""$0" --root "$1" run --no-subreaper --bundle "$2" "$3""#)
+            .arg(common::keel_bin())
+            .arg(&b.root)
+            .arg(&b.dir)
+            .arg(&b.id)
+            .current_dir(&b.dir)
+            .stdin(Stdio::null())
+            .stdout(File::create(&out_p).unwrap())
+            .stderr(File::create(io.join("stderr")).unwrap())
+            .spawn()
+            .expect("spawn unshare"),
+    );
+    let unshare = child.0.id() as i32;
+    let mut ns_init = 0;
+    common::wait_until(DEADLINE, "the namespace's shell", || {
+        ns_init = children_of(unshare).first().copied().unwrap_or(0);
+        ns_init != 0
+    });
+    let mut keel_pid = 0;
+    common::wait_until(DEADLINE, "keel under the namespace's shell", || {
+        keel_pid = children_of(ns_init).first().copied().unwrap_or(0);
+        keel_pid != 0
+    });
+    common::wait_until(DEADLINE, "the init to print", || {
+        fs::read_to_string(&out_p)
+            .unwrap_or_default()
+            .contains("ready")
+    });
+    let mut orphan = 0;
+    common::wait_until(DEADLINE, "the orphan in the container's cgroup", || {
+        let o = b.keel(&["ps", "--format", "json", &b.id]);
+        let pids: Vec<i32> = serde_json::from_slice(&o.stdout).unwrap_or_default();
+        orphan = pids
+            .into_iter()
+            .find(|p| {
+                fs::read(format!("/proc/{p}/cmdline"))
+                    .is_ok_and(|c| String::from_utf8_lossy(&c).contains("read x"))
+            })
+            .unwrap_or(0);
+        orphan != 0
+    });
+    // With the subreaper, its parent would become keel and stay keel.
+    common::wait_until(
+        DEADLINE,
+        "the orphan to be reparented to the namespace's init",
+        || stat_of(orphan).is_some_and(|(_, ppid)| ppid == ns_init),
+    );
+    assert!(stat_of(keel_pid).is_some(), "keel run is gone");
+    fs::OpenOptions::new()
+        .write(true)
+        .open(w.join("go"))
+        .and_then(|mut f| f.write_all(b"go\n"))
+        .expect("writing the fifo");
+    assert_eq!(b.status(), "running");
+    signal(keel_pid as u32, nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(wait_exit(&mut child), 128 + 15);
+}
+
 // ---------------------------------------------------------------------------
 // --pid-file.
 

@@ -161,7 +161,7 @@ pub enum Cmd {
         /// Do not delete the container after it exits
         #[arg(long)]
         keep: bool,
-        /// Accepted for runc compatibility
+        /// Do not reap the container's orphans: keel is no subreaper (as runc)
         #[arg(long = "no-subreaper")]
         no_subreaper: bool,
     },
@@ -454,8 +454,8 @@ fn dispatch(root: &Path, systemd: bool, cmd: Cmd) -> Result<i32> {
             create: a,
             detach,
             keep,
-            no_subreaper: _,
-        } => run::run(&root, &a, detach, keep),
+            no_subreaper,
+        } => run::run(&root, &a, detach, keep, !no_subreaper),
         Cmd::Exec(a) => exec(&root, &a),
         Cmd::State { id } => {
             let dir = open_checked(&root, &id)?;

@@ -15,7 +15,7 @@ use crate::launch;
 use crate::state::{self, Root};
 use crate::{sys, terminal};
 
-pub fn run(root: &Root, a: &CreateArgs, detach: bool, keep: bool) -> Result<i32> {
+pub fn run(root: &Root, a: &CreateArgs, detach: bool, keep: bool, subreaper: bool) -> Result<i32> {
     if detach {
         let c = super::create(root, a, false)?;
         let started = crate::notify::Relay::bind(&c.dir.path)
@@ -40,7 +40,9 @@ pub fn run(root: &Root, a: &CreateArgs, detach: bool, keep: bool) -> Result<i32>
         return Ok(0);
     }
     let (mask, old) = block_forwarded_signals();
-    let _ = nix::sys::prctl::set_child_subreaper(true);
+    if subreaper {
+        let _ = nix::sys::prctl::set_child_subreaper(true);
+    }
 
     let created = super::create(root, a, true);
     let c = match created {
