@@ -125,9 +125,10 @@ mounts_under() {
 	awk -v d="$1/" '{ mp = $5; gsub(/\\040/, " ", mp); if (index(mp "/", d) == 1) print mp }' /proc/self/mountinfo
 }
 
-# Every cgroup directory of this run (below the namespace/parent name).
+# Every cgroup directory of this run (below the namespace/parent name); the
+# depths fit both /sys/fs/cgroup/CONTROLLER/$ns (v1) and /sys/fs/cgroup/$ns (v2).
 our_cgroups() {
-	find /sys/fs/cgroup -mindepth 2 -maxdepth 8 -type d -path "*/$ns*" 2>/dev/null | sort -r
+	find /sys/fs/cgroup -mindepth 1 -maxdepth 8 -type d -path "*/$ns*" 2>/dev/null | sort -r
 }
 
 # Stops everything this run started; safe to call twice.
@@ -255,10 +256,21 @@ ctr_run() { ctr_ run --fifo-dir "$cd_dir/fifo" --runtime io.containerd.runc.v2 -
 ctr_pid() { ctr_ task ls 2>/dev/null | awk -v t="$1" '$1 == t { print $2 }'; }
 ctr_status() { ctr_ task ls 2>/dev/null | awk -v t="$1" '$1 == t { print $3 }'; }
 
-# The directory of a process's cgroup in the v1 hierarchy of CONTROLLER.
+# A v2-only host (/sys/fs/cgroup is cgroup2) has other file names than a v1
+# or hybrid one. Only the v1 side runs on the CI machine (hybrid).
+cgroup_v2=0
+[[ $(stat -fc %T /sys/fs/cgroup 2>/dev/null) == cgroup2fs ]] && cgroup_v2=1
+if ((cgroup_v2)); then mem_file=memory.max; else mem_file=memory.limit_in_bytes; fi
+
+# The directory of a process's cgroup for CONTROLLER: its v1 hierarchy, or
+# on a v2-only host the unified one ("0::/path").
 cgroup_dir() {
 	local pid=$1 controller=$2 line path
 	while IFS= read -r line; do
+		if ((cgroup_v2)); then
+			[[ $line == 0::/* ]] && echo "/sys/fs/cgroup${line#0::}" && return 0
+			continue
+		fi
 		path=${line#*:}
 		if [[ ,${path%%:*}, == *",$controller,"* ]]; then
 			echo "/sys/fs/cgroup/$controller${path#*:}"
@@ -266,6 +278,20 @@ cgroup_dir() {
 		fi
 	done <"/proc/$pid/cgroup"
 	return 1
+}
+
+# freezer_state DIR: FROZEN or THAWED (as v1's freezer.state says), from a
+# cgroup directory given by cgroup_dir PID freezer.
+freezer_state() {
+	if ((cgroup_v2)); then
+		case $(awk '$1 == "frozen" { print $2 }' "$1/cgroup.events" 2>&1) in
+		1) echo FROZEN ;;
+		0) echo THAWED ;;
+		*) echo "$1/cgroup.events: no frozen line" ;;
+		esac
+	else
+		cat "$1/freezer.state" 2>&1
+	fi
 }
 
 # wait_for SECONDS CMD...: polls CMD every 0.1 s.
@@ -371,10 +397,10 @@ ctr_detached_tests() {
 
 	# The memory limit from the host side (ctr does not mount /sys/fs/cgroup).
 	dir=$(cgroup_dir "$pid" memory)
-	if [[ -n $dir && $(cat "$dir/memory.limit_in_bytes" 2>/dev/null) == 67108864 ]]; then
-		ok "ctr --memory-limit: memory.limit_in_bytes"
+	if [[ -n $dir && $(cat "$dir/$mem_file" 2>/dev/null) == 67108864 ]]; then
+		ok "ctr --memory-limit: $mem_file"
 	else
-		not_ok "ctr --memory-limit: memory.limit_in_bytes" "dir $dir: $(cat "$dir/memory.limit_in_bytes" 2>&1)"
+		not_ok "ctr --memory-limit: $mem_file" "dir $dir: $(cat "$dir/$mem_file" 2>&1)"
 	fi
 
 	# A pids limit through update. ctr 1.6 has no `task update` (and no pids
@@ -389,10 +415,11 @@ ctr_detached_tests() {
 		not_ok "update --resources=- (go-runc argv): pids.max" "exit $rc: $(show "$e")" "dir $dir: $(cat "$dir/pids.max" 2>&1)"
 	fi
 
-	# Metrics: read by the shim from the init's cgroup.
+	# Metrics: read by the shim from the init's cgroup (v1 and v2 metrics
+	# differ in the memory limit's field).
 	run_to "$o" "$e" ctr_ task metrics --format json c-det
 	rc=$?
-	if [[ $rc == 0 ]] && jq -e '.memory.usage.limit == 67108864 and .pids.limit == 42 and .pids.current >= 2' "$o" >/dev/null 2>&1; then
+	if [[ $rc == 0 ]] && jq -e '(.memory.usage.limit? // .memory.usage_limit) == 67108864 and .pids.limit == 42 and .pids.current >= 2' "$o" >/dev/null 2>&1; then
 		ok "ctr task metrics: memory and pids"
 	else
 		not_ok "ctr task metrics: memory and pids" "exit $rc: $(show "$e")" "$(SHOW_BYTES=600 show "$o")"
@@ -402,17 +429,17 @@ ctr_detached_tests() {
 	dir=$(cgroup_dir "$pid" freezer)
 	run_to "$o" "$e" ctr_ task pause c-det
 	rc=$?
-	if [[ $rc == 0 && $(ctr_status c-det) == PAUSED && $(cat "$dir/freezer.state") == FROZEN ]]; then
+	if [[ $rc == 0 && $(ctr_status c-det) == PAUSED && $(freezer_state "$dir") == FROZEN ]]; then
 		ok "ctr task pause"
 	else
-		not_ok "ctr task pause" "exit $rc: $(show "$e")" "status $(ctr_status c-det), freezer $(cat "$dir/freezer.state" 2>&1)"
+		not_ok "ctr task pause" "exit $rc: $(show "$e")" "status $(ctr_status c-det), freezer $(freezer_state "$dir")"
 	fi
 	run_to "$o" "$e" ctr_ task resume c-det
 	rc=$?
-	if [[ $rc == 0 && $(ctr_status c-det) == RUNNING && $(cat "$dir/freezer.state") == THAWED ]]; then
+	if [[ $rc == 0 && $(ctr_status c-det) == RUNNING && $(freezer_state "$dir") == THAWED ]]; then
 		ok "ctr task resume"
 	else
-		not_ok "ctr task resume" "exit $rc: $(show "$e")" "status $(ctr_status c-det), freezer $(cat "$dir/freezer.state" 2>&1)"
+		not_ok "ctr task resume" "exit $rc: $(show "$e")" "status $(ctr_status c-det), freezer $(freezer_state "$dir")"
 	fi
 
 	# kill (SIGTERM, trapped: exit 7), then delete; the status from the events.
@@ -477,7 +504,7 @@ ctr_leftover_test() {
 	[[ -z $(mounts_under "$cd_dir/state") ]] || left+=("mounts: $(mounts_under "$cd_dir/state" | tr '\n' ' ')")
 	[[ -z $(find "$rt_root" -mindepth 2 2>/dev/null) ]] || left+=("runtime state: $(find "$rt_root" -mindepth 2 | tr '\n' ' ')")
 	local cg
-	cg=$(find /sys/fs/cgroup -mindepth 3 -maxdepth 8 -type d -path "*/$ns/*" 2>/dev/null)
+	cg=$(find /sys/fs/cgroup -mindepth 2 -maxdepth 8 -type d -path "*/$ns/*" 2>/dev/null)
 	[[ -z $cg ]] || left+=("cgroups: $(echo "$cg" | tr '\n' ' ')")
 	if ((${#left[@]} == 0)); then ok "containerd: no tasks, containers, mounts, cgroups or state left"; else
 		not_ok "containerd: no tasks, containers, mounts, cgroups or state left" "${left[@]}"
@@ -617,30 +644,34 @@ pm_detached_tests() {
 	fi
 
 	# Limits, from the host and from inside (podman mounts /sys/fs/cgroup).
-	local mem pids inside
-	mem=$(cat "$(cgroup_dir "$pid" memory)/memory.limit_in_bytes" 2>&1)
+	# On v2 podman gives the container a cgroup namespace: its own cgroup is
+	# /sys/fs/cgroup inside.
+	local mem pids inside inside_files
+	mem=$(cat "$(cgroup_dir "$pid" memory)/$mem_file" 2>&1)
 	pids=$(cat "$(cgroup_dir "$pid" pids)/pids.max" 2>&1)
-	inside=$(pm exec p-det cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max 2>&1 | tr '\n' ' ')
+	inside_files=(/sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max)
+	((cgroup_v2)) && inside_files=(/sys/fs/cgroup/memory.max /sys/fs/cgroup/pids.max)
+	inside=$(pm exec p-det cat "${inside_files[@]}" 2>&1 | tr '\n' ' ')
 	if [[ $mem == 67108864 && $pids == 42 && $inside == "67108864 42 " ]]; then
-		ok "podman --memory --pids-limit: memory.limit_in_bytes, pids.max"
+		ok "podman --memory --pids-limit: $mem_file, pids.max"
 	else
-		not_ok "podman --memory --pids-limit: memory.limit_in_bytes, pids.max" "host: $mem $pids" "inside: $inside"
+		not_ok "podman --memory --pids-limit: $mem_file, pids.max" "host: $mem $pids" "inside: $inside"
 	fi
 
 	dir=$(cgroup_dir "$pid" freezer)
 	run_to "$o" "$e" pm pause p-det
 	rc=$?
-	if [[ $rc == 0 && $(pm_status p-det) == paused && $(cat "$dir/freezer.state") == FROZEN ]]; then
+	if [[ $rc == 0 && $(pm_status p-det) == paused && $(freezer_state "$dir") == FROZEN ]]; then
 		ok "podman pause"
 	else
-		not_ok "podman pause" "exit $rc: $(show "$e")" "status $(pm_status p-det), freezer $(cat "$dir/freezer.state" 2>&1)"
+		not_ok "podman pause" "exit $rc: $(show "$e")" "status $(pm_status p-det), freezer $(freezer_state "$dir")"
 	fi
 	run_to "$o" "$e" pm unpause p-det
 	rc=$?
-	if [[ $rc == 0 && $(pm_status p-det) == running && $(cat "$dir/freezer.state") == THAWED ]]; then
+	if [[ $rc == 0 && $(pm_status p-det) == running && $(freezer_state "$dir") == THAWED ]]; then
 		ok "podman unpause"
 	else
-		not_ok "podman unpause" "exit $rc: $(show "$e")" "status $(pm_status p-det), freezer $(cat "$dir/freezer.state" 2>&1)"
+		not_ok "podman unpause" "exit $rc: $(show "$e")" "status $(pm_status p-det), freezer $(freezer_state "$dir")"
 	fi
 
 	# kill (SIGTERM, trapped: exit 7), wait, rm.
@@ -690,7 +721,7 @@ pm_leftover_test() {
 	m=$(mounts_under "$pm_dir" | grep -vxF "$pm_dir/root/overlay")
 	[[ -z $m ]] || left+=("mounts: $(echo "$m" | tr '\n' ' ')")
 	local cg
-	cg=$(find /sys/fs/cgroup -mindepth 3 -maxdepth 8 -type d -path "*/$ns/libpod-*" 2>/dev/null)
+	cg=$(find /sys/fs/cgroup -mindepth 2 -maxdepth 8 -type d -path "*/$ns/libpod-*" 2>/dev/null)
 	[[ -z $cg ]] || left+=("cgroups: $(echo "$cg" | tr '\n' ' ')")
 	if ((${#left[@]} == 0)); then ok "podman: no containers, mounts or cgroups left"; else
 		not_ok "podman: no containers, mounts or cgroups left" "${left[@]}"
