@@ -255,6 +255,7 @@ ctr_run() { ctr_ run --fifo-dir "$cd_dir/fifo" --runtime io.containerd.runc.v2 -
 # The init pid of a task, from `ctr task ls`.
 ctr_pid() { ctr_ task ls 2>/dev/null | awk -v t="$1" '$1 == t { print $2 }'; }
 ctr_status() { ctr_ task ls 2>/dev/null | awk -v t="$1" '$1 == t { print $3 }'; }
+ctr_stopped() { [[ $(ctr_status "$1") == STOPPED ]]; }
 
 # A v2-only host (/sys/fs/cgroup is cgroup2) has other file names than a v1
 # or hybrid one. Only the v1 side runs on the CI machine (hybrid).
@@ -345,6 +346,7 @@ containerd_tests() {
 	local o=$cd_dir/out e=$cd_dir/err rc pid dir
 	ctr_run_test
 	ctr_detached_tests
+	ctr_config_test
 	ctr_tty_test
 	ctr_invalid_tests
 	ctr_leftover_test
@@ -405,7 +407,8 @@ ctr_detached_tests() {
 
 	# A pids limit through update. ctr 1.6 has no `task update` (and no pids
 	# flag), so this is the shim's Update call as go-runc makes it: the
-	# resources as JSON on stdin, the global flags of the shim.
+	# resources as JSON on stdin, the global flags of the shim. (A pids limit
+	# at create, through containerd: ctr_config_test.)
 	printf '{"pids": {"limit": 42}, "memory": {"limit": 67108864}}' >"$cd_dir/resources.json"
 	dl "$runtime" --root "$rt_root/$ns" --log "$cd_dir/update-log.json" --log-format json \
 		update --resources=- c-det <"$cd_dir/resources.json" >"$o" 2>"$e"
@@ -464,6 +467,63 @@ ctr_detached_tests() {
 
 }
 
+# A whole spec given to ctr (`ctr run --config`): containerd hands it to the
+# shim unchanged, so its linux.resources, a pids limit among them (ctr 1.6
+# has no flag for one), reach the runtime's create. No image and no snapshot:
+# root.path is a copy of the image's rootfs.
+ctr_config_test() {
+	local o=$cd_dir/out e=$cd_dir/err rc pid mem='' pids='' dir=''
+	local spec=$cd_dir/config-spec.json rootfs=$cd_dir/config-rootfs
+	rc=0
+	cp -a "$tmp/image/rootfs" "$rootfs" &&
+		run_to "$cd_dir/default-spec.json" "$e" ctr_ oci spec &&
+		jq --arg root "$rootfs" --arg cg "/$ns/c-cfg" '
+			.root = {path: $root}
+			| .process.args = ["sleep", "1000"]
+			| .process.env = ["PATH=/bin"]
+			| .linux.cgroupsPath = $cg
+			| .linux.resources.pids = {limit: 33}
+			| .linux.resources.memory = {limit: 50331648}' \
+			"$cd_dir/default-spec.json" >"$spec" 2>>"$e" || rc=$?
+	if ((rc == 0)); then
+		run_to "$o" "$e" ctr_run -d --config "$spec" c-cfg
+		rc=$?
+	fi
+	pid=$(ctr_pid c-cfg)
+	if [[ $rc == 0 && -n $pid ]]; then
+		mem=$(cat "$(cgroup_dir "$pid" memory)/$mem_file" 2>&1)
+		dir=$(cgroup_dir "$pid" pids)
+		pids=$(cat "$dir/pids.max" 2>&1)
+	fi
+	if [[ $rc == 0 && $mem == 50331648 && $pids == 33 ]]; then
+		ok "ctr run --config: the spec's pids and memory limits in pids.max, $mem_file"
+	else
+		not_ok "ctr run --config: the spec's pids and memory limits in pids.max, $mem_file" \
+			"exit $rc: $(show "$e")" "pid ${pid:-none}, $mem_file: $mem, pids.max: $pids" "$(ctr_ task ls 2>&1)"
+	fi
+	if [[ -z $pid ]]; then
+		ctr_ containers delete c-cfg >/dev/null 2>&1
+		return
+	fi
+
+	# The init is sleep, as pid 1: SIGKILL, then delete. There is no snapshot
+	# to remove; the check says so.
+	ctr_ task kill -s SIGKILL c-cfg >/dev/null 2>&1
+	wait_for 10 ctr_stopped c-cfg
+	local rc2 snap
+	run_to "$o" "$e" ctr_ task delete c-cfg
+	rc=$?
+	run_to "$o" "$e.2" ctr_ containers delete c-cfg
+	rc2=$?
+	snap=$(ctr_ snapshots ls 2>&1 | awk '$1 == "c-cfg"')
+	if [[ $rc == 0 && $rc2 == 0 && -z $(ctr_ task ls -q) && -z $snap && ! -e $dir ]]; then
+		ok "ctr run --config: task and container deleted, no snapshot, cgroup gone"
+	else
+		not_ok "ctr run --config: task and container deleted, no snapshot, cgroup gone" \
+			"exit $rc/$rc2: $(show "$e" "$e.2")" "snapshot: $snap" "cgroup $dir"
+	fi
+}
+
 ctr_tty_test() {
 	local o=$cd_dir/out e=$cd_dir/err rc
 	# A terminal, through script(1): ctr run -t needs one on its stdin.
@@ -501,13 +561,17 @@ ctr_leftover_test() {
 	local left=()
 	[[ -z $(ctr_ task ls -q) ]] || left+=("tasks: $(ctr_ task ls -q | tr '\n' ' ')")
 	[[ -z $(ctr_ containers ls -q) ]] || left+=("containers: $(ctr_ containers ls -q | tr '\n' ' ')")
+	# The image's layer is a committed snapshot; a container's is active.
+	local active
+	active=$(ctr_ snapshots ls | awk '$3 == "Active" { print $1 }')
+	[[ -z $active ]] || left+=("snapshots: $(echo "$active" | tr '\n' ' ')")
 	[[ -z $(mounts_under "$cd_dir/state") ]] || left+=("mounts: $(mounts_under "$cd_dir/state" | tr '\n' ' ')")
 	[[ -z $(find "$rt_root" -mindepth 2 2>/dev/null) ]] || left+=("runtime state: $(find "$rt_root" -mindepth 2 | tr '\n' ' ')")
 	local cg
 	cg=$(find /sys/fs/cgroup -mindepth 2 -maxdepth 8 -type d -path "*/$ns/*" 2>/dev/null)
 	[[ -z $cg ]] || left+=("cgroups: $(echo "$cg" | tr '\n' ' ')")
-	if ((${#left[@]} == 0)); then ok "containerd: no tasks, containers, mounts, cgroups or state left"; else
-		not_ok "containerd: no tasks, containers, mounts, cgroups or state left" "${left[@]}"
+	if ((${#left[@]} == 0)); then ok "containerd: no tasks, containers, snapshots, mounts, cgroups or state left"; else
+		not_ok "containerd: no tasks, containers, snapshots, mounts, cgroups or state left" "${left[@]}"
 	fi
 }
 
