@@ -125,9 +125,10 @@ mounts_under() {
 	awk -v d="$1/" '{ mp = $5; gsub(/\\040/, " ", mp); if (index(mp "/", d) == 1) print mp }' /proc/self/mountinfo
 }
 
-# Every cgroup directory of this run (below the namespace/parent name).
+# Every cgroup directory of this run (below the namespace/parent name); the
+# depths fit both /sys/fs/cgroup/CONTROLLER/$ns (v1) and /sys/fs/cgroup/$ns (v2).
 our_cgroups() {
-	find /sys/fs/cgroup -mindepth 2 -maxdepth 8 -type d -path "*/$ns*" 2>/dev/null | sort -r
+	find /sys/fs/cgroup -mindepth 1 -maxdepth 8 -type d -path "*/$ns*" 2>/dev/null | sort -r
 }
 
 # Stops everything this run started; safe to call twice.
@@ -254,11 +255,23 @@ ctr_run() { ctr_ run --fifo-dir "$cd_dir/fifo" --runtime io.containerd.runc.v2 -
 # The init pid of a task, from `ctr task ls`.
 ctr_pid() { ctr_ task ls 2>/dev/null | awk -v t="$1" '$1 == t { print $2 }'; }
 ctr_status() { ctr_ task ls 2>/dev/null | awk -v t="$1" '$1 == t { print $3 }'; }
+ctr_stopped() { [[ $(ctr_status "$1") == STOPPED ]]; }
 
-# The directory of a process's cgroup in the v1 hierarchy of CONTROLLER.
+# A v2-only host (/sys/fs/cgroup is cgroup2) has other file names than a v1
+# or hybrid one. Only the v1 side runs on the CI machine (hybrid).
+cgroup_v2=0
+[[ $(stat -fc %T /sys/fs/cgroup 2>/dev/null) == cgroup2fs ]] && cgroup_v2=1
+if ((cgroup_v2)); then mem_file=memory.max; else mem_file=memory.limit_in_bytes; fi
+
+# The directory of a process's cgroup for CONTROLLER: its v1 hierarchy, or
+# on a v2-only host the unified one ("0::/path").
 cgroup_dir() {
 	local pid=$1 controller=$2 line path
 	while IFS= read -r line; do
+		if ((cgroup_v2)); then
+			[[ $line == 0::/* ]] && echo "/sys/fs/cgroup${line#0::}" && return 0
+			continue
+		fi
 		path=${line#*:}
 		if [[ ,${path%%:*}, == *",$controller,"* ]]; then
 			echo "/sys/fs/cgroup/$controller${path#*:}"
@@ -266,6 +279,20 @@ cgroup_dir() {
 		fi
 	done <"/proc/$pid/cgroup"
 	return 1
+}
+
+# freezer_state DIR: FROZEN or THAWED (as v1's freezer.state says), from a
+# cgroup directory given by cgroup_dir PID freezer.
+freezer_state() {
+	if ((cgroup_v2)); then
+		case $(awk '$1 == "frozen" { print $2 }' "$1/cgroup.events" 2>&1) in
+		1) echo FROZEN ;;
+		0) echo THAWED ;;
+		*) echo "$1/cgroup.events: no frozen line" ;;
+		esac
+	else
+		cat "$1/freezer.state" 2>&1
+	fi
 }
 
 # wait_for SECONDS CMD...: polls CMD every 0.1 s.
@@ -319,6 +346,7 @@ containerd_tests() {
 	local o=$cd_dir/out e=$cd_dir/err rc pid dir
 	ctr_run_test
 	ctr_detached_tests
+	ctr_config_test
 	ctr_tty_test
 	ctr_invalid_tests
 	ctr_leftover_test
@@ -371,15 +399,16 @@ ctr_detached_tests() {
 
 	# The memory limit from the host side (ctr does not mount /sys/fs/cgroup).
 	dir=$(cgroup_dir "$pid" memory)
-	if [[ -n $dir && $(cat "$dir/memory.limit_in_bytes" 2>/dev/null) == 67108864 ]]; then
-		ok "ctr --memory-limit: memory.limit_in_bytes"
+	if [[ -n $dir && $(cat "$dir/$mem_file" 2>/dev/null) == 67108864 ]]; then
+		ok "ctr --memory-limit: $mem_file"
 	else
-		not_ok "ctr --memory-limit: memory.limit_in_bytes" "dir $dir: $(cat "$dir/memory.limit_in_bytes" 2>&1)"
+		not_ok "ctr --memory-limit: $mem_file" "dir $dir: $(cat "$dir/$mem_file" 2>&1)"
 	fi
 
 	# A pids limit through update. ctr 1.6 has no `task update` (and no pids
 	# flag), so this is the shim's Update call as go-runc makes it: the
-	# resources as JSON on stdin, the global flags of the shim.
+	# resources as JSON on stdin, the global flags of the shim. (A pids limit
+	# at create, through containerd: ctr_config_test.)
 	printf '{"pids": {"limit": 42}, "memory": {"limit": 67108864}}' >"$cd_dir/resources.json"
 	dl "$runtime" --root "$rt_root/$ns" --log "$cd_dir/update-log.json" --log-format json \
 		update --resources=- c-det <"$cd_dir/resources.json" >"$o" 2>"$e"
@@ -389,10 +418,11 @@ ctr_detached_tests() {
 		not_ok "update --resources=- (go-runc argv): pids.max" "exit $rc: $(show "$e")" "dir $dir: $(cat "$dir/pids.max" 2>&1)"
 	fi
 
-	# Metrics: read by the shim from the init's cgroup.
+	# Metrics: read by the shim from the init's cgroup (v1 and v2 metrics
+	# differ in the memory limit's field).
 	run_to "$o" "$e" ctr_ task metrics --format json c-det
 	rc=$?
-	if [[ $rc == 0 ]] && jq -e '.memory.usage.limit == 67108864 and .pids.limit == 42 and .pids.current >= 2' "$o" >/dev/null 2>&1; then
+	if [[ $rc == 0 ]] && jq -e '(.memory.usage.limit? // .memory.usage_limit) == 67108864 and .pids.limit == 42 and .pids.current >= 2' "$o" >/dev/null 2>&1; then
 		ok "ctr task metrics: memory and pids"
 	else
 		not_ok "ctr task metrics: memory and pids" "exit $rc: $(show "$e")" "$(SHOW_BYTES=600 show "$o")"
@@ -402,17 +432,17 @@ ctr_detached_tests() {
 	dir=$(cgroup_dir "$pid" freezer)
 	run_to "$o" "$e" ctr_ task pause c-det
 	rc=$?
-	if [[ $rc == 0 && $(ctr_status c-det) == PAUSED && $(cat "$dir/freezer.state") == FROZEN ]]; then
+	if [[ $rc == 0 && $(ctr_status c-det) == PAUSED && $(freezer_state "$dir") == FROZEN ]]; then
 		ok "ctr task pause"
 	else
-		not_ok "ctr task pause" "exit $rc: $(show "$e")" "status $(ctr_status c-det), freezer $(cat "$dir/freezer.state" 2>&1)"
+		not_ok "ctr task pause" "exit $rc: $(show "$e")" "status $(ctr_status c-det), freezer $(freezer_state "$dir")"
 	fi
 	run_to "$o" "$e" ctr_ task resume c-det
 	rc=$?
-	if [[ $rc == 0 && $(ctr_status c-det) == RUNNING && $(cat "$dir/freezer.state") == THAWED ]]; then
+	if [[ $rc == 0 && $(ctr_status c-det) == RUNNING && $(freezer_state "$dir") == THAWED ]]; then
 		ok "ctr task resume"
 	else
-		not_ok "ctr task resume" "exit $rc: $(show "$e")" "status $(ctr_status c-det), freezer $(cat "$dir/freezer.state" 2>&1)"
+		not_ok "ctr task resume" "exit $rc: $(show "$e")" "status $(ctr_status c-det), freezer $(freezer_state "$dir")"
 	fi
 
 	# kill (SIGTERM, trapped: exit 7), then delete; the status from the events.
@@ -435,6 +465,63 @@ ctr_detached_tests() {
 		not_ok "ctr task delete, container delete: cgroup gone" "exit $rc/$rc2: $(show "$e" "$e.2")" "cgroup $dir"
 	fi
 
+}
+
+# A whole spec given to ctr (`ctr run --config`): containerd hands it to the
+# shim unchanged, so its linux.resources, a pids limit among them (ctr 1.6
+# has no flag for one), reach the runtime's create. No image and no snapshot:
+# root.path is a copy of the image's rootfs.
+ctr_config_test() {
+	local o=$cd_dir/out e=$cd_dir/err rc pid mem='' pids='' dir=''
+	local spec=$cd_dir/config-spec.json rootfs=$cd_dir/config-rootfs
+	rc=0
+	cp -a "$tmp/image/rootfs" "$rootfs" &&
+		run_to "$cd_dir/default-spec.json" "$e" ctr_ oci spec &&
+		jq --arg root "$rootfs" --arg cg "/$ns/c-cfg" '
+			.root = {path: $root}
+			| .process.args = ["sleep", "1000"]
+			| .process.env = ["PATH=/bin"]
+			| .linux.cgroupsPath = $cg
+			| .linux.resources.pids = {limit: 33}
+			| .linux.resources.memory = {limit: 50331648}' \
+			"$cd_dir/default-spec.json" >"$spec" 2>>"$e" || rc=$?
+	if ((rc == 0)); then
+		run_to "$o" "$e" ctr_run -d --config "$spec" c-cfg
+		rc=$?
+	fi
+	pid=$(ctr_pid c-cfg)
+	if [[ $rc == 0 && -n $pid ]]; then
+		mem=$(cat "$(cgroup_dir "$pid" memory)/$mem_file" 2>&1)
+		dir=$(cgroup_dir "$pid" pids)
+		pids=$(cat "$dir/pids.max" 2>&1)
+	fi
+	if [[ $rc == 0 && $mem == 50331648 && $pids == 33 ]]; then
+		ok "ctr run --config: the spec's pids and memory limits in pids.max, $mem_file"
+	else
+		not_ok "ctr run --config: the spec's pids and memory limits in pids.max, $mem_file" \
+			"exit $rc: $(show "$e")" "pid ${pid:-none}, $mem_file: $mem, pids.max: $pids" "$(ctr_ task ls 2>&1)"
+	fi
+	if [[ -z $pid ]]; then
+		ctr_ containers delete c-cfg >/dev/null 2>&1
+		return
+	fi
+
+	# The init is sleep, as pid 1: SIGKILL, then delete. There is no snapshot
+	# to remove; the check says so.
+	ctr_ task kill -s SIGKILL c-cfg >/dev/null 2>&1
+	wait_for 10 ctr_stopped c-cfg
+	local rc2 snap
+	run_to "$o" "$e" ctr_ task delete c-cfg
+	rc=$?
+	run_to "$o" "$e.2" ctr_ containers delete c-cfg
+	rc2=$?
+	snap=$(ctr_ snapshots ls 2>&1 | awk '$1 == "c-cfg"')
+	if [[ $rc == 0 && $rc2 == 0 && -z $(ctr_ task ls -q) && -z $snap && ! -e $dir ]]; then
+		ok "ctr run --config: task and container deleted, no snapshot, cgroup gone"
+	else
+		not_ok "ctr run --config: task and container deleted, no snapshot, cgroup gone" \
+			"exit $rc/$rc2: $(show "$e" "$e.2")" "snapshot: $snap" "cgroup $dir"
+	fi
 }
 
 ctr_tty_test() {
@@ -474,13 +561,17 @@ ctr_leftover_test() {
 	local left=()
 	[[ -z $(ctr_ task ls -q) ]] || left+=("tasks: $(ctr_ task ls -q | tr '\n' ' ')")
 	[[ -z $(ctr_ containers ls -q) ]] || left+=("containers: $(ctr_ containers ls -q | tr '\n' ' ')")
+	# The image's layer is a committed snapshot; a container's is active.
+	local active
+	active=$(ctr_ snapshots ls | awk '$3 == "Active" { print $1 }')
+	[[ -z $active ]] || left+=("snapshots: $(echo "$active" | tr '\n' ' ')")
 	[[ -z $(mounts_under "$cd_dir/state") ]] || left+=("mounts: $(mounts_under "$cd_dir/state" | tr '\n' ' ')")
 	[[ -z $(find "$rt_root" -mindepth 2 2>/dev/null) ]] || left+=("runtime state: $(find "$rt_root" -mindepth 2 | tr '\n' ' ')")
 	local cg
-	cg=$(find /sys/fs/cgroup -mindepth 3 -maxdepth 8 -type d -path "*/$ns/*" 2>/dev/null)
+	cg=$(find /sys/fs/cgroup -mindepth 2 -maxdepth 8 -type d -path "*/$ns/*" 2>/dev/null)
 	[[ -z $cg ]] || left+=("cgroups: $(echo "$cg" | tr '\n' ' ')")
-	if ((${#left[@]} == 0)); then ok "containerd: no tasks, containers, mounts, cgroups or state left"; else
-		not_ok "containerd: no tasks, containers, mounts, cgroups or state left" "${left[@]}"
+	if ((${#left[@]} == 0)); then ok "containerd: no tasks, containers, snapshots, mounts, cgroups or state left"; else
+		not_ok "containerd: no tasks, containers, snapshots, mounts, cgroups or state left" "${left[@]}"
 	fi
 }
 
@@ -617,30 +708,34 @@ pm_detached_tests() {
 	fi
 
 	# Limits, from the host and from inside (podman mounts /sys/fs/cgroup).
-	local mem pids inside
-	mem=$(cat "$(cgroup_dir "$pid" memory)/memory.limit_in_bytes" 2>&1)
+	# On v2 podman gives the container a cgroup namespace: its own cgroup is
+	# /sys/fs/cgroup inside.
+	local mem pids inside inside_files
+	mem=$(cat "$(cgroup_dir "$pid" memory)/$mem_file" 2>&1)
 	pids=$(cat "$(cgroup_dir "$pid" pids)/pids.max" 2>&1)
-	inside=$(pm exec p-det cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max 2>&1 | tr '\n' ' ')
+	inside_files=(/sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max)
+	((cgroup_v2)) && inside_files=(/sys/fs/cgroup/memory.max /sys/fs/cgroup/pids.max)
+	inside=$(pm exec p-det cat "${inside_files[@]}" 2>&1 | tr '\n' ' ')
 	if [[ $mem == 67108864 && $pids == 42 && $inside == "67108864 42 " ]]; then
-		ok "podman --memory --pids-limit: memory.limit_in_bytes, pids.max"
+		ok "podman --memory --pids-limit: $mem_file, pids.max"
 	else
-		not_ok "podman --memory --pids-limit: memory.limit_in_bytes, pids.max" "host: $mem $pids" "inside: $inside"
+		not_ok "podman --memory --pids-limit: $mem_file, pids.max" "host: $mem $pids" "inside: $inside"
 	fi
 
 	dir=$(cgroup_dir "$pid" freezer)
 	run_to "$o" "$e" pm pause p-det
 	rc=$?
-	if [[ $rc == 0 && $(pm_status p-det) == paused && $(cat "$dir/freezer.state") == FROZEN ]]; then
+	if [[ $rc == 0 && $(pm_status p-det) == paused && $(freezer_state "$dir") == FROZEN ]]; then
 		ok "podman pause"
 	else
-		not_ok "podman pause" "exit $rc: $(show "$e")" "status $(pm_status p-det), freezer $(cat "$dir/freezer.state" 2>&1)"
+		not_ok "podman pause" "exit $rc: $(show "$e")" "status $(pm_status p-det), freezer $(freezer_state "$dir")"
 	fi
 	run_to "$o" "$e" pm unpause p-det
 	rc=$?
-	if [[ $rc == 0 && $(pm_status p-det) == running && $(cat "$dir/freezer.state") == THAWED ]]; then
+	if [[ $rc == 0 && $(pm_status p-det) == running && $(freezer_state "$dir") == THAWED ]]; then
 		ok "podman unpause"
 	else
-		not_ok "podman unpause" "exit $rc: $(show "$e")" "status $(pm_status p-det), freezer $(cat "$dir/freezer.state" 2>&1)"
+		not_ok "podman unpause" "exit $rc: $(show "$e")" "status $(pm_status p-det), freezer $(freezer_state "$dir")"
 	fi
 
 	# kill (SIGTERM, trapped: exit 7), wait, rm.
@@ -690,7 +785,7 @@ pm_leftover_test() {
 	m=$(mounts_under "$pm_dir" | grep -vxF "$pm_dir/root/overlay")
 	[[ -z $m ]] || left+=("mounts: $(echo "$m" | tr '\n' ' ')")
 	local cg
-	cg=$(find /sys/fs/cgroup -mindepth 3 -maxdepth 8 -type d -path "*/$ns/libpod-*" 2>/dev/null)
+	cg=$(find /sys/fs/cgroup -mindepth 2 -maxdepth 8 -type d -path "*/$ns/libpod-*" 2>/dev/null)
 	[[ -z $cg ]] || left+=("cgroups: $(echo "$cg" | tr '\n' ' ')")
 	if ((${#left[@]} == 0)); then ok "podman: no containers, mounts or cgroups left"; else
 		not_ok "podman: no containers, mounts or cgroups left" "${left[@]}"
