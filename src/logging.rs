@@ -64,6 +64,14 @@ pub fn error(msg: &str) {
     }
 }
 
+/// An error that clap reported before `init` could run (an unknown flag):
+/// to the `--log` file only, since clap prints it on stderr itself. Callers
+/// such as containerd read the reason from the log.
+pub fn usage_error(file: PathBuf, format: Format, msg: &str) {
+    init(Some(file), format, false);
+    write("error", msg);
+}
+
 pub fn warn(msg: &str) {
     write("warning", msg);
 }

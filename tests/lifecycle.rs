@@ -1231,8 +1231,14 @@ fn failing_log_lines(format: &str) -> Vec<(&'static str, &'static str, String)> 
     b.write();
     let missing = format!("{}-missing", b.id);
     let dir = dir_str(&b.dir);
-    let cases: [(&str, Vec<&str>, &str); 2] = [
+    let cases: [(&str, Vec<&str>, &str); 3] = [
         ("state", vec!["state", &missing], "container does not exist"),
+        // Refused by the command-line parser, before keel's own logging starts.
+        (
+            "usage",
+            vec!["create", "--no-such-flag", &b.id],
+            "--no-such-flag",
+        ),
         (
             "create",
             vec!["create", "--bundle", &dir, &b.id],

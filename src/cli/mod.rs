@@ -317,6 +317,37 @@ fn normalise_args(args: Vec<String>) -> Vec<String> {
 }
 
 /// Run the command line; returns the process exit code.
+/// The global `--log FILE` and `--log-format F` of a command line clap
+/// refused, looked up by hand: the error still goes to that log.
+fn log_usage_error(args: &[String], e: &clap::Error) {
+    let (mut file, mut format) = (None, Format::Text);
+    let mut it = args.iter().skip(1);
+    while let Some(a) = it.next() {
+        if !a.starts_with('-') {
+            break; // the subcommand: global flags come before it
+        }
+        let (name, inline) = match a.split_once('=') {
+            Some((n, v)) => (n, Some(v.to_owned())),
+            None => (a.as_str(), None),
+        };
+        let value = match name {
+            "--log" | "--log-format" | "--root" | "--cgroup-manager" => {
+                inline.or_else(|| it.next().cloned())
+            }
+            _ => continue,
+        };
+        match (name, value.as_deref()) {
+            ("--log", Some(v)) => file = Some(PathBuf::from(v)),
+            ("--log-format", Some("json")) => format = Format::Json,
+            _ => {}
+        }
+    }
+    let Some(file) = file else { return };
+    let text = e.render().to_string();
+    let first = text.lines().next().unwrap_or_default();
+    logging::usage_error(file, format, first.strip_prefix("error: ").unwrap_or(first));
+}
+
 pub fn main() -> i32 {
     // Errors are printed with `{:#}`, never with their backtrace: do not let
     // RUST_BACKTRACE make anyhow capture one for each error (costly in a
@@ -325,9 +356,12 @@ pub fn main() -> i32 {
         std::env::set_var("RUST_LIB_BACKTRACE", "0");
     }
     let args = normalise_args(std::env::args().collect());
-    let cli = match Cli::try_parse_from(args) {
+    let cli = match Cli::try_parse_from(&args) {
         Ok(c) => c,
         Err(e) => {
+            if e.use_stderr() {
+                log_usage_error(&args, &e);
+            }
             let _ = e.print();
             return if e.use_stderr() { 1 } else { 0 };
         }
