@@ -145,6 +145,18 @@ impl Ctr {
         serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("ps json {out:?}: {e}"))
     }
 
+    /// Kill and delete the container: nothing of it is left, nor the parent
+    /// cgroup its create made.
+    fn kill_delete_and_check_parent(&mut self, parent: &str) {
+        self.b.keel(&["kill", &self.b.id, "KILL"]);
+        self.b.wait_for_status("stopped");
+        self.ok(&["delete", &self.b.id]);
+        self.assert_nothing_left();
+        for d in dirs_of(parent) {
+            assert!(!d.exists(), "parent {} left behind", d.display());
+        }
+    }
+
     /// No cgroup directory and no state directory is left.
     fn assert_nothing_left(&self) {
         assert!(
@@ -1211,13 +1223,7 @@ fn nested_cgroups_path_leaves_nothing_after_delete() {
     for (ctrls, path) in proc_cgroup(pid) {
         assert_eq!(path, want, "init's cgroup on {ctrls:?}");
     }
-    c.b.keel(&["kill", &c.b.id, "KILL"]);
-    c.b.wait_for_status("stopped");
-    c.ok(&["delete", &c.b.id]);
-    c.assert_nothing_left();
-    for d in dirs_of(&parent) {
-        assert!(!d.exists(), "parent {} left behind", d.display());
-    }
+    c.kill_delete_and_check_parent(&parent);
 }
 
 /// A create that fails at a later hierarchy removes what it made on every
@@ -1276,13 +1282,7 @@ fn relative_cgroups_path_is_below_the_callers_cgroup() {
         let want = Path::new(base).join(&parent).join("c1");
         assert_eq!(Path::new(path), want, "init's cgroup on {ctrls:?}");
     }
-    c.b.keel(&["kill", &c.b.id, "KILL"]);
-    c.b.wait_for_status("stopped");
-    c.ok(&["delete", &c.b.id]);
-    c.assert_nothing_left();
-    for d in dirs_of(&parent) {
-        assert!(!d.exists(), "parent {} left behind", d.display());
-    }
+    c.kill_delete_and_check_parent(&parent);
 }
 
 /// `linux.resources.unified` lands as written on v2, and is refused on v1

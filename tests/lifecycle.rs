@@ -699,16 +699,12 @@ fn stat_of(pid: i32) -> Option<(String, i32)> {
     Some((state, f.next()?.parse().ok()?))
 }
 
-#[test]
-fn foreground_run_reaps_orphans_and_waits_for_the_init() {
-    if !common::require_root() {
-        return;
-    }
-    // Without a pid namespace the container's orphans are reparented to keel,
-    // the nearest subreaper: it must reap them and keep waiting for the init.
-    let mut b = Bundle::new("fg-subreaper");
+/// A container without a pid namespace whose init leaves an orphan that
+/// prints `orphan <pid>` and then waits on the fifo `<w>/go` (the returned
+/// `w`), which the test writes once it has seen where the orphan went.
+fn orphan_bundle(name: &str) -> (Bundle, PathBuf) {
+    let mut b = Bundle::new(name);
     b.unset("/linux/namespaces/0");
-    // The orphan waits on a fifo the test writes once it has seen it reparented.
     let w = b.dir.join("w");
     fs::create_dir(&w).unwrap();
     nix::unistd::mkfifo(
@@ -725,6 +721,17 @@ fn foreground_run_reaps_orphans_and_waits_for_the_init() {
         "-c",
         "(sh -c 'echo orphan $$; read x < /tmp/go' &); echo ready; exec sleep 1000",
     ]);
+    (b, w)
+}
+
+#[test]
+fn foreground_run_reaps_orphans_and_waits_for_the_init() {
+    if !common::require_root() {
+        return;
+    }
+    // Without a pid namespace the container's orphans are reparented to keel,
+    // the nearest subreaper: it must reap them and keep waiting for the init.
+    let (b, w) = orphan_bundle("fg-subreaper");
     let (mut child, out_p, err_p) = spawn_foreground(&b);
     let keel_pid = child.0.id() as i32;
     let out = || fs::read_to_string(&out_p).unwrap_or_default();
@@ -787,24 +794,7 @@ fn no_subreaper_leaves_orphans_to_the_namespaces_init() {
     // With --no-subreaper the orphan goes to that shell, not to keel. The
     // namespace has its own /proc (in a private mount namespace): keel reads
     // its init's start time there, so state.json names the right process.
-    let mut b = Bundle::new("fg-no-subreaper");
-    b.unset("/linux/namespaces/0");
-    let w = b.dir.join("w");
-    fs::create_dir(&w).unwrap();
-    nix::unistd::mkfifo(
-        &w.join("go"),
-        nix::sys::stat::Mode::from_bits_truncate(0o600),
-    )
-    .unwrap();
-    b.set(
-        "/mounts/-",
-        json!({"destination": "/tmp", "type": "bind", "source": w, "options": ["rbind"]}),
-    );
-    b.args(&[
-        "sh",
-        "-c",
-        "(sh -c 'read x < /tmp/go' &); echo ready; exec sleep 1000",
-    ]);
+    let (b, w) = orphan_bundle("fg-no-subreaper");
     b.write();
     let io = b.dir.join("io-fg");
     fs::create_dir_all(&io).unwrap();
