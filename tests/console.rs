@@ -94,22 +94,29 @@ fn assert_fails_with(out: &std::process::Output, msg: &str) {
     assert!(err.contains(msg), "want {msg:?} in {err}");
 }
 
-#[test]
-fn create_sends_the_pty_master_to_the_console_socket() {
-    if !common::require_root() {
-        return;
-    }
-    let b = tty_bundle("console-create");
+/// `keel create --console-socket` of the bundle, which must succeed: the
+/// socket's receiver, holding what create sent.
+fn create_with_console_socket(b: &Bundle) -> recvfd::Receiver {
     let r = recvfd::Receiver::bind(&b.dir.join("console.sock"));
     let out = b.keel(&[
         "create",
         "--console-socket",
         r.path_str(),
         "--bundle",
-        dir(&b),
+        dir(b),
         &b.id,
     ]);
     assert!(out.status.success(), "create: {}", text(&out.stderr));
+    r
+}
+
+#[test]
+fn create_sends_the_pty_master_to_the_console_socket() {
+    if !common::require_root() {
+        return;
+    }
+    let b = tty_bundle("console-create");
+    let r = create_with_console_socket(&b);
     // Sent before create returned, as runc does: one message, whose payload
     // is the name runc's console package gives the master.
     let (payload, master) = r.recv();
@@ -244,16 +251,7 @@ fn console_size_is_applied_to_the_pty_sent_to_the_socket() {
     );
     b.args(&["sh"]);
     b.write();
-    let r = recvfd::Receiver::bind(&b.dir.join("console.sock"));
-    let out = b.keel(&[
-        "create",
-        "--console-socket",
-        r.path_str(),
-        "--bundle",
-        dir(&b),
-        &b.id,
-    ]);
-    assert!(out.status.success(), "create: {}", text(&out.stderr));
+    let r = create_with_console_socket(&b);
     let (_, master) = r.recv();
     let out = b.keel(&["start", &b.id]);
     assert!(out.status.success(), "start: {}", text(&out.stderr));

@@ -139,6 +139,16 @@ fn without_network_namespace_the_host_net_is_shared() {
 // ---------------------------------------------------------------------------
 // Namespaces joined by path
 
+/// A config that joins another container's namespaces: no hostname (the uts
+/// namespace may be joined) and no cgroup mount, which binds the host's
+/// hierarchies by their paths that the other namespace does not show (runc's
+/// getCgroupMounts would fail the same way).
+fn for_a_joined_namespace(b: &mut Bundle) {
+    b.unset("/hostname");
+    let cg = b.unset("/mounts/6").unwrap();
+    assert_eq!(cg["type"], "cgroup");
+}
+
 #[test]
 fn namespaces_joined_by_path() {
     if !common::require_root() {
@@ -156,11 +166,7 @@ fn namespaces_joined_by_path() {
         .collect();
 
     let mut b = Bundle::new("join-b");
-    b.unset("/hostname");
-    // The cgroup mount binds the host's hierarchies by their paths, which A's
-    // namespace does not show (runc's getCgroupMounts would fail the same way).
-    let cg = b.unset("/mounts/6").unwrap();
-    assert_eq!(cg["type"], "cgroup");
+    for_a_joined_namespace(&mut b);
     b.set(
         "/linux/namespaces",
         json!([
@@ -589,11 +595,7 @@ fn mount_namespace_joined_by_path() {
     );
     let a_mnt = ns_of(pid, "mnt");
 
-    b.unset("/hostname");
-    // The cgroup mount binds the host's hierarchies by their paths, which A's
-    // namespace does not show (runc's getCgroupMounts would fail the same way).
-    let cg = b.unset("/mounts/6").unwrap();
-    assert_eq!(cg["type"], "cgroup");
+    for_a_joined_namespace(&mut b);
     b.set(
         "/linux/namespaces",
         json!([
