@@ -1203,6 +1203,22 @@ fn single_dash_root_flag() {
     assert_ok(&out, "-root= list");
     assert_eq!(text(&out.stdout), format!("{}\n", b.id));
 
+    // --rootless is accepted (and ignored: keel decides by its euid) in the
+    // forms crun and podman pass, before the subcommand.
+    for flags in [
+        &["--rootless"][..],
+        &["--rootless=true"],
+        &["--rootless", "false"],
+        &["-rootless=auto"],
+    ] {
+        let mut args = vec!["-root", root.as_str()];
+        args.extend_from_slice(flags);
+        args.extend(["list", "-q"]);
+        let out = keel_raw(&b.dir, "list", &args);
+        assert_ok(&out, &format!("{flags:?} list"));
+        assert_eq!(text(&out.stdout), format!("{}\n", b.id), "{flags:?}");
+    }
+
     let out = keel_raw(
         &b.dir,
         "delete",
@@ -1212,7 +1228,7 @@ fn single_dash_root_flag() {
     assert!(!state_dir(&b).exists());
 }
 
-/// Two failing commands (state of a missing id, create without `process`)
+/// Failing commands (state of a missing id, an unknown flag, create without `process`)
 /// with `--log <file> --log-format <format>`: each must write exactly one
 /// line to the log. Returns (command, what its msg must hold, the line).
 fn failing_log_lines(format: &str) -> Vec<(&'static str, &'static str, String)> {

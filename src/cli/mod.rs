@@ -317,28 +317,61 @@ fn normalise_args(args: Vec<String>) -> Vec<String> {
 }
 
 /// Run the command line; returns the process exit code.
+/// Global flags that take a value in the next argument (when not `--f=v`).
+const GLOBAL_VALUE_FLAGS: [&str; 4] = ["root", "log", "log-format", "cgroup-manager"];
+
+/// The global flags before the subcommand, as (index, name without dashes,
+/// value), found by hand for what must happen before or without clap.
+fn leading_globals(args: &[String]) -> Vec<(usize, &str, Option<&str>)> {
+    let mut found = Vec::new();
+    let mut i = 1;
+    while let Some(a) = args.get(i) {
+        let Some(body) = a.strip_prefix("--").or_else(|| a.strip_prefix('-')) else {
+            break; // the subcommand
+        };
+        match body.split_once('=') {
+            Some((name, value)) => found.push((i, name, Some(value))),
+            None if GLOBAL_VALUE_FLAGS.contains(&body) => {
+                found.push((i, body, args.get(i + 1).map(String::as_str)));
+                i += 1;
+            }
+            None => found.push((i, body, None)),
+        }
+        i += 1;
+    }
+    found
+}
+
+/// `--rootless` takes an optional value (runc: `--rootless true|false|auto`;
+/// crun and podman may pass it bare): a bare one before the subcommand must
+/// not take the subcommand for its value.
+fn bare_rootless(mut args: Vec<String>) -> Vec<String> {
+    let bare: Vec<usize> = leading_globals(&args)
+        .into_iter()
+        .filter(|&(_, name, _)| name == "rootless")
+        .filter(|&(i, _, _)| {
+            !args[i].contains('=')
+                && !matches!(
+                    args.get(i + 1).map(String::as_str),
+                    Some("true" | "false" | "auto")
+                )
+        })
+        .map(|(i, _, _)| i)
+        .collect();
+    for i in bare {
+        args[i] = "--rootless=true".into();
+    }
+    args
+}
+
 /// The global `--log FILE` and `--log-format F` of a command line clap
-/// refused, looked up by hand: the error still goes to that log.
+/// refused: the error still goes to that log.
 fn log_usage_error(args: &[String], e: &clap::Error) {
     let (mut file, mut format) = (None, Format::Text);
-    let mut it = args.iter().skip(1);
-    while let Some(a) = it.next() {
-        if !a.starts_with('-') {
-            break; // the subcommand: global flags come before it
-        }
-        let (name, inline) = match a.split_once('=') {
-            Some((n, v)) => (n, Some(v.to_owned())),
-            None => (a.as_str(), None),
-        };
-        let value = match name {
-            "--log" | "--log-format" | "--root" | "--cgroup-manager" => {
-                inline.or_else(|| it.next().cloned())
-            }
-            _ => continue,
-        };
-        match (name, value.as_deref()) {
-            ("--log", Some(v)) => file = Some(PathBuf::from(v)),
-            ("--log-format", Some("json")) => format = Format::Json,
+    for (_, name, value) in leading_globals(args) {
+        match (name, value) {
+            ("log", Some(v)) => file = Some(PathBuf::from(v)),
+            ("log-format", Some("json")) => format = Format::Json,
             _ => {}
         }
     }
@@ -355,7 +388,7 @@ pub fn main() -> i32 {
     if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
         std::env::set_var("RUST_LIB_BACKTRACE", "0");
     }
-    let args = normalise_args(std::env::args().collect());
+    let args = normalise_args(bare_rootless(std::env::args().collect()));
     let cli = match Cli::try_parse_from(&args) {
         Ok(c) => c,
         Err(e) => {
@@ -775,6 +808,40 @@ mod tests {
         assert_eq!(
             norm(&["keel", "exec", "-dp", "-tty", "-pfile", "-detach", "id"]),
             ["keel", "exec", "-dp", "-tty", "-pfile", "--detach", "id"]
+        );
+    }
+
+    #[test]
+    fn bare_rootless_does_not_take_the_subcommand() {
+        let fix = |a: &[&str]| bare_rootless(a.iter().map(|s| s.to_string()).collect());
+        assert_eq!(
+            fix(&["keel", "--root", "/r", "--rootless", "list", "-q"]),
+            ["keel", "--root", "/r", "--rootless=true", "list", "-q"]
+        );
+        assert_eq!(
+            fix(&["keel", "-rootless", "false", "list"]),
+            ["keel", "-rootless", "false", "list"]
+        );
+        assert_eq!(
+            fix(&["keel", "--rootless=auto", "list"]),
+            ["keel", "--rootless=auto", "list"]
+        );
+        // After the subcommand, arguments are the command's own.
+        assert_eq!(
+            fix(&["keel", "exec", "c1", "tool", "--rootless", "x"]),
+            ["keel", "exec", "c1", "tool", "--rootless", "x"]
+        );
+        // A --root value is not the subcommand.
+        assert_eq!(
+            fix(&["keel", "--root", "--rootless", "--rootless", "state", "x"]),
+            [
+                "keel",
+                "--root",
+                "--rootless",
+                "--rootless=true",
+                "state",
+                "x"
+            ]
         );
     }
 
