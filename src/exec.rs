@@ -2,10 +2,14 @@
 //! init's namespaces and root, joins the pid and time namespaces for its child
 //! (setns only affects children there, so one clone is enough), clones into the
 //! container's cgroup, and the child joins the rest, switches user and execs.
+//! An unprivileged keel may not join the pid namespace of a container with its
+//! own user namespace: then the child joins them all, user first, and forks
+//! once more into the pid namespace ([`fork_into_pid_ns`]).
 //!
 //! | step | child                              | parent                                   |
 //! |------|------------------------------------|------------------------------------------|
 //! | 1    |                                 <- | `Go` once the child is in the cgroup (v1/hybrid; v2 clones into it) |
+//! | 1b   | `Pid(pid, pidfd)` (second fork only; the intermediate exits) -> | reaps the intermediate; the exec'd process is its child from now on |
 //! | 2    | `Console(fd)` (tty only) ->        | relays it, or sends it to --console-socket |
 //! | 2b   | `SeccompFd(fd)` (NOTIFY rules, no no_new_privs) -> | sends it with the state to `listenerPath` |
 //! | 3    | `Ready` ->                         |                                          |
@@ -150,6 +154,9 @@ struct ExecPlan {
     seccomp: Option<crate::seccomp::Program>,
     cgroup_sync: bool,
     new_user: bool,
+    /// The child joins pid and time too (after the user namespace) and forks
+    /// once more: keel could not join them itself.
+    fork_for_pid: bool,
     preserve_fds: u32,
     /// Scheduler, I/O priority, CPU affinity, AppArmor; the init's personality,
     /// the container's memory policy.
@@ -232,6 +239,14 @@ pub fn exec(dir: ContainerDir, process: &Process, o: &ExecOptions) -> Result<i32
             joins.push(j);
         }
     }
+    // Joining the pid (or time) namespace needs CAP_SYS_ADMIN over keel's own
+    // user namespace too: an unprivileged keel has it only once inside the
+    // container's (it owns it), so that is for the child, which forks again.
+    let new_user = joins.iter().any(|j| j.name == "user");
+    let fork_for_pid = new_user && !parent_joins.is_empty() && !nix::unistd::geteuid().is_root();
+    if fork_for_pid {
+        joins.append(&mut parent_joins);
+    }
     let root_path = format!("/proc/{}/root", st.pid);
     let root = crate::sys::open_path(&root_path, libc::O_DIRECTORY).at("opening", &root_path)?;
     // The init must still be the same process now that we hold its namespaces.
@@ -248,7 +263,8 @@ pub fn exec(dir: ContainerDir, process: &Process, o: &ExecOptions) -> Result<i32
     .map_err(LaunchError::Usage)?;
     let cg: Option<&Cgroup> = st.cgroup.as_ref();
     let plan = ExecPlan {
-        new_user: joins.iter().any(|j| j.name == "user"),
+        new_user,
+        fork_for_pid,
         process: pplan,
         caps,
         joins,
@@ -270,6 +286,11 @@ pub fn exec(dir: ContainerDir, process: &Process, o: &ExecOptions) -> Result<i32
             format!("/proc/{}/ns/{}", st.pid, j.name),
         )?;
     }
+    if fork_for_pid && !o.detach {
+        // The exec'd process is our grandchild: it must be reparented to us,
+        // to be waited for, when the intermediate exits.
+        nix::sys::prctl::set_child_subreaper(true).op("prctl(PR_SET_CHILD_SUBREAPER)")?;
+    }
     let cgroup_fd = cg.and_then(|c| c.clone_into_fd());
     // The child is in the container's pid namespace from birth: it must never be
     // dumpable there (CVE-2016-9962), so it inherits non-dumpable from us.
@@ -283,21 +304,22 @@ pub fn exec(dir: ContainerDir, process: &Process, o: &ExecOptions) -> Result<i32
             Some(c) => c,
         };
     drop(child_end);
-    let pid = cloned.pid;
-    let kill = |e: LaunchError| {
-        let _ = sys::pidfd_send_signal(cloned.pidfd.as_fd(), libc::SIGKILL);
-        let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
-        e
-    };
     if plan.cgroup_sync {
+        let kill = |e: LaunchError| killed(&cloned, e);
         if let Some(c) = cg {
-            c.add_pid(pid).map_err(|e| kill(e.into()))?;
+            c.add_pid(cloned.pid).map_err(|e| kill(e.into()))?;
         }
         parent_end
             .send_go()
             .op("sync")
             .map_err(|e| kill(e.into()))?;
     }
+    let cloned = match plan.fork_for_pid {
+        true => grandchild(&parent_end, cloned)?,
+        false => cloned,
+    };
+    let pid = cloned.pid;
+    let kill = |e: LaunchError| killed(&cloned, e);
     // With NOTIFY rules the child hands us the listener for the agent, as runc's
     // setns process does: its pid, and the container's state.
     let agent = plan.seccomp.as_ref().filter(|p| p.notify).map(|p| {
@@ -331,6 +353,35 @@ pub fn exec(dir: ContainerDir, process: &Process, o: &ExecOptions) -> Result<i32
     let mask = mask.expect("foreground blocks signals");
     crate::cli::forward_exec(pid, &cloned.pidfd, console, &mask)
         .map_err(|e| LaunchError::Usage(format!("{e:#}")))
+}
+
+/// Kill `p` and reap it when it is ours (a detached exec's grandchild is not).
+fn killed(p: &sys::Cloned, e: LaunchError) -> LaunchError {
+    let _ = sys::pidfd_send_signal(p.pidfd.as_fd(), libc::SIGKILL);
+    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(p.pid), None);
+    e
+}
+
+/// After a second fork: the exec'd process as the intermediate names it
+/// (its pid here, not in the container). The intermediate exits right after
+/// sending it, or its error.
+fn grandchild(ch: &Channel, intermediate: sys::Cloned) -> Result<sys::Cloned, LaunchError> {
+    let r = ch.expect("pid");
+    if !matches!(r, Ok(Msg::Pid(..)) | Err(SyncError::Child(_))) {
+        // It would fork nothing that runs: see fork_into_pid_ns.
+        let _ = sys::pidfd_send_signal(intermediate.pidfd.as_fd(), libc::SIGKILL);
+    }
+    // Once it is reaped, its child is reparented (to us in the foreground).
+    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(intermediate.pid), None);
+    match r {
+        Ok(Msg::Pid(pid, pidfd)) => Ok(sys::Cloned { pid, pidfd }),
+        Ok(m) => Err(LaunchError::Sync(SyncError::Unexpected {
+            got: m.name(),
+            want: "pid",
+        })),
+        Err(SyncError::Died(_)) => Err(SyncError::Died("started").into()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// The container's seccomp filter, from the program cache that create filled
@@ -388,6 +439,13 @@ fn wait_started(
 
 /// The exec'd process between clone and execve. Never returns.
 fn child(plan: &ExecPlan, ch: &Channel) -> ! {
+    let _ = nix::sys::prctl::set_name(c"keel:[exec]");
+    if let Err((stage, f)) = enter(plan, ch) {
+        report(ch, stage, f);
+    }
+    if plan.fork_for_pid {
+        fork_into_pid_ns(ch);
+    }
     match child_setup(plan, ch) {
         Ok((exe, env)) => {
             if let Err(e) = sys::cloexec_from(3 + plan.preserve_fds) {
@@ -432,9 +490,9 @@ fn at<T>(r: Result<T, Fail>, s: Stage) -> Staged<T> {
     r.map_err(|f| (s, f))
 }
 
-fn child_setup(plan: &ExecPlan, ch: &Channel) -> Staged<(CString, Vec<CString>)> {
+/// Join the container's namespaces (user first) and, on v1, its cgroup.
+fn enter(plan: &ExecPlan, ch: &Channel) -> Staged<()> {
     use nix::sys::prctl;
-    let _ = prctl::set_name(c"keel:[exec]");
     at(plan.attrs.apply_initial(), Stage::Process)?;
     at(
         prctl::set_dumpable(false).ctx("prctl(PR_SET_DUMPABLE)", b""),
@@ -457,6 +515,52 @@ fn child_setup(plan: &ExecPlan, ch: &Channel) -> Staged<(CString, Vec<CString>)>
             }
         }
     }
+    Ok(())
+}
+
+/// The intermediate of the second fork: it is in the pid namespace for its
+/// children only, so the exec'd process is its child. It sends the parent
+/// that child's pid and a pidfd, then exits; only then does the child go on
+/// (a byte on a pipe), so `Pid` is the first message the parent gets after
+/// the clone. Returns in the child.
+fn fork_into_pid_ns(ch: &Channel) {
+    let (rd, wr) = match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) {
+        Ok(p) => p,
+        Err(e) => report(ch, Stage::Namespaces, Fail::new("pipe2", b"", e)),
+    };
+    match sys::clone3_fork(0, None) {
+        Err(e) => report(
+            ch,
+            Stage::Namespaces,
+            Fail::new("clone3 into the pid namespace", b"", e),
+        ),
+        Ok(None) => {
+            drop(wr);
+            let mut b = [0u8; 1];
+            loop {
+                match nix::unistd::read(&rd, &mut b) {
+                    Err(nix::errno::Errno::EINTR) => {}
+                    Ok(1) => return,
+                    // The intermediate died before the parent knew of us.
+                    _ => sys::exit_now(1),
+                }
+            }
+        }
+        Ok(Some(c)) => {
+            drop(rd);
+            let sent = ch.send_pid(c.pid, c.pidfd.as_fd()).is_ok()
+                && nix::unistd::write(&wr, &[1]) == Ok(1);
+            if !sent {
+                let _ = sys::pidfd_send_signal(c.pidfd.as_fd(), libc::SIGKILL);
+                sys::exit_now(1);
+            }
+            sys::exit_now(0)
+        }
+    }
+}
+
+fn child_setup(plan: &ExecPlan, ch: &Channel) -> Staged<(CString, Vec<CString>)> {
+    use nix::sys::prctl;
     // The init's root (also right for --no-pivot containers, which chroot).
     at(
         nix::unistd::fchdir(plan.root.as_fd()).ctx("chdir to the container's root", b""),

@@ -285,10 +285,10 @@ fn spawn_in_cgroup(
                     _ => fail(SyncError::Child(e).into()),
                 })
             }
-            Ok(Some(Msg::MountFd(..))) => {
+            Ok(Some(m @ (Msg::MountFd(..) | Msg::Pid(..)))) => {
                 return Err(fail(
                     SyncError::Unexpected {
-                        got: "mount-fd",
+                        got: m.name(),
                         want: "ready",
                     }
                     .into(),

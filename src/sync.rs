@@ -14,6 +14,8 @@
 //! | any  | EOF                                  | the child died: reaps it, reports its status   |
 //!
 //! After `Ready` the child blocks on `exec.fifo` until `keel start`.
+//! `exec` with a second fork (docs/processes.md) adds `Pid(pid, pidfd)`: the
+//! intermediate child names the exec'd process before anything else is sent.
 //! Unknown or out-of-order messages are errors, never ignored.
 
 use std::io::{IoSlice, IoSliceMut};
@@ -35,6 +37,7 @@ const K_ERROR: u8 = 5;
 const K_SECCOMP_FD: u8 = 6;
 const K_HOOKS: u8 = 7;
 const K_MOUNT_FD: u8 = 8;
+const K_PID: u8 = 9;
 
 /// Largest datagram: an error with its op and path.
 const MAX_MSG: usize = 1024;
@@ -50,10 +53,13 @@ pub enum Msg {
     Hooks,
     /// Parent → child before `Go`: the source of `mounts[index]`, opened by the parent.
     MountFd(u32, OwnedFd),
+    /// exec's intermediate child → parent: the exec'd process's pid in the
+    /// parent's pid namespace, and a pidfd of it.
+    Pid(i32, OwnedFd),
 }
 
 impl Msg {
-    fn name(&self) -> &'static str {
+    pub fn name(&self) -> &'static str {
         match self {
             Msg::UserNs => "userns",
             Msg::Go => "go",
@@ -63,6 +69,7 @@ impl Msg {
             Msg::SeccompFd(_) => "seccomp-fd",
             Msg::Hooks => "hooks",
             Msg::MountFd(..) => "mount-fd",
+            Msg::Pid(..) => "pid",
         }
     }
 }
@@ -139,6 +146,11 @@ impl Channel {
     pub fn send_mount_fd(&self, index: u32, fd: BorrowedFd<'_>) -> Result<(), Errno> {
         let i = index.to_le_bytes();
         self.send_raw(&[K_MOUNT_FD, i[0], i[1], i[2], i[3]], Some(fd.as_raw_fd()))
+    }
+
+    pub fn send_pid(&self, pid: i32, pidfd: BorrowedFd<'_>) -> Result<(), Errno> {
+        let p = pid.to_le_bytes();
+        self.send_raw(&[K_PID, p[0], p[1], p[2], p[3]], Some(pidfd.as_raw_fd()))
     }
 
     pub fn send_hooks(&self) -> Result<(), Errno> {
@@ -218,6 +230,10 @@ impl Channel {
             K_HOOKS => Msg::Hooks,
             K_MOUNT_FD if n == 5 => Msg::MountFd(
                 u32::from_le_bytes([buf[1], buf[2], buf[3], buf[4]]),
+                fd.ok_or(Errno::EBADMSG)?,
+            ),
+            K_PID if n == 5 => Msg::Pid(
+                i32::from_le_bytes([buf[1], buf[2], buf[3], buf[4]]),
                 fd.ok_or(Errno::EBADMSG)?,
             ),
             K_ERROR if n >= 7 => {
@@ -334,6 +350,17 @@ mod tests {
         ));
         drop(c);
         assert!(matches!(p.expect("ready"), Err(SyncError::Died("ready"))));
+    }
+
+    #[test]
+    fn pid_passes_the_pid_and_a_pidfd() {
+        let (p, c) = pair().unwrap();
+        let f = std::fs::File::open("/dev/null").unwrap();
+        c.send_pid(1234, f.as_fd()).unwrap();
+        match p.expect("pid").unwrap() {
+            Msg::Pid(pid, fd) => assert!(pid == 1234 && fd.as_raw_fd() > 2),
+            m => panic!("got {m:?}"),
+        }
     }
 
     #[test]

@@ -220,3 +220,183 @@ fn limits_need_a_cgroup_that_an_unprivileged_keel_cannot_create() {
     );
     assert!(common::cgroups_named(&b.id).is_empty());
 }
+
+/// A rootless container running `sleep 100`, with its init's pid.
+fn sleeping(name: &str) -> (Bundle, i32) {
+    let mut b = nobodys(as_nobody(name));
+    b.args(&["sleep", "100"]);
+    b.run_detached();
+    let pid = b.pid();
+    (b, pid)
+}
+
+/// `keel exec <id> CMD...` as nobody: (exit code, stdout, stderr).
+fn exec(b: &Bundle, flags: &[&str], cmd: &[&str]) -> (i32, String, String) {
+    let mut args = vec!["exec"];
+    args.extend_from_slice(flags);
+    args.push(&b.id);
+    args.extend_from_slice(cmd);
+    let out = b.keel(&args);
+    (
+        common::exit_code(out.status),
+        common::text(&out.stdout),
+        common::text(&out.stderr),
+    )
+}
+
+const NAMESPACES: [&str; 5] = ["user", "pid", "mnt", "uts", "ipc"];
+
+/// (dev, ino) of a namespace link on the host.
+fn ns_ident(pid: i32, name: &str) -> (u64, u64) {
+    let path = format!("/proc/{pid}/ns/{name}");
+    let m = fs::metadata(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    (m.dev(), m.ino())
+}
+
+#[test]
+fn exec_joins_every_namespace_of_a_rootless_container() {
+    if !common::require_root() {
+        return;
+    }
+    let (b, init) = sleeping("rootless-exec-ns");
+    // /proc/self and /proc/1 resolve in the container's own /proc: both only
+    // work when the process is in the init's pid namespace.
+    let script = format!(
+        "id -u; for n in {}; do echo $n $(readlink /proc/self/ns/$n) $(readlink /proc/1/ns/$n); done",
+        NAMESPACES.join(" ")
+    );
+    let (code, out, err) = exec(&b, &[], &["sh", "-c", &script]);
+    assert_eq!(code, 0, "{err}");
+    let mut lines = out.lines();
+    assert_eq!(lines.next(), Some("0"), "{out}");
+    for name in NAMESPACES {
+        let w = words(lines.next().unwrap_or_else(|| panic!("no {name}: {out}")));
+        assert_eq!(w.len(), 3, "{name}: {out}");
+        assert_eq!(w[0], name);
+        assert!(w[1].starts_with(&format!("{name}:[")), "{out}");
+        assert_eq!(w[1], w[2], "{name} differs from the init's: {out}");
+    }
+    // And they are the container's own, not the host's.
+    let me = std::process::id() as i32;
+    assert_ne!(ns_ident(init, "user"), ns_ident(me, "user"));
+    assert_ne!(ns_ident(init, "pid"), ns_ident(me, "pid"));
+}
+
+#[test]
+fn rootless_exec_returns_the_process_status_and_255_for_keels_errors() {
+    if !common::require_root() {
+        return;
+    }
+    let (b, _) = sleeping("rootless-exec-status");
+    assert_eq!(exec(&b, &[], &["true"]).0, 0);
+    assert_eq!(exec(&b, &[], &["sh", "-c", "exit 3"]).0, 3);
+    assert_eq!(exec(&b, &[], &["sh", "-c", "kill -9 $$"]).0, 128 + 9);
+    let (code, _, err) = exec(&b, &[], &["no-such-program-keel"]);
+    assert_eq!(code, 255, "{err}");
+    assert!(err.contains("executable file not found"), "{err}");
+    assert_eq!(b.status(), "running", "the container is unaffected");
+}
+
+#[test]
+fn rootless_exec_detached_writes_the_host_pid_of_the_process() {
+    if !common::require_root() {
+        return;
+    }
+    let (mut b, init) = sleeping("rootless-exec-detach");
+    let pid_file = b.dir.join("exec.pid");
+    let pf = pid_file.to_str().unwrap().to_owned();
+    let (code, _, err) = exec(&b, &["-d", "--pid-file", &pf], &["sleep", "100"]);
+    assert_eq!(code, 0, "{err}");
+    let pid: i32 = fs::read_to_string(&pid_file).unwrap().parse().unwrap();
+    let status = fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|e| panic!("exec'd process {pid}: {e}"));
+    let field = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .unwrap_or_else(|| panic!("no {key} in {status}"))
+            .split_whitespace()
+            .map(|x| x.parse::<i64>().unwrap())
+            .collect::<Vec<_>>()
+    };
+    // Its host pid first, then its pid in the container's namespace (not 1).
+    let nspid = field("NSpid:");
+    assert_eq!(nspid.len(), 2, "{status}");
+    assert_eq!(nspid[0], pid as i64);
+    assert!(nspid[1] > 1, "{status}");
+    assert!(status.contains("State:\tS"), "not a live sleep: {status}");
+    assert_eq!(ids(pid, "Uid:"), [NOBODY; 4]);
+    for name in NAMESPACES {
+        assert_eq!(ns_ident(pid, name), ns_ident(init, name), "{name}");
+    }
+    // The container's end takes the exec'd process with it (it is in the pid ns).
+    b.kill("KILL");
+    b.wait_for_status("stopped");
+    common::wait_until(
+        common::command_timeout(),
+        "the exec'd process to go",
+        || {
+            fs::read_to_string(format!("/proc/{pid}/status"))
+                .map_or(true, |s| s.contains("State:\tZ"))
+        },
+    );
+    b.delete();
+}
+
+#[test]
+fn rootless_foreground_exec_forwards_signals_to_the_process() {
+    if !common::require_root() {
+        return;
+    }
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let (b, _) = sleeping("rootless-exec-signal");
+    let script = "trap 'echo got-term; exit 7' TERM; echo ready; \
+                  while :; do sleep 1; done";
+    // setpriv execs keel: the child's pid is keel's.
+    let mut child = Command::new(AS_NOBODY[0])
+        .args(&AS_NOBODY[1..])
+        .arg(common::keel_bin())
+        .arg("--root")
+        .arg(&b.root)
+        .args(["exec", &b.id, "sh", "-c", script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn keel exec");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let first = rx.recv_timeout(common::command_timeout());
+    if first.as_deref() != Ok("ready") {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("the process did not say it is ready: {first:?}");
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let mut st = None;
+    common::wait_until(common::command_timeout(), "keel exec to exit", || {
+        st = child.try_wait().unwrap();
+        st.is_some()
+    });
+    // The rest of its output, up to EOF (every writer is gone).
+    let mut rest = Vec::new();
+    while let Ok(line) = rx.recv_timeout(common::command_timeout()) {
+        rest.push(line);
+    }
+    assert_eq!(st.unwrap().code(), Some(7), "stdout {rest:?}");
+    assert_eq!(rest, ["got-term"], "the process got SIGTERM");
+    assert_eq!(b.status(), "running", "the init did not get it");
+}
