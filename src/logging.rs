@@ -1,10 +1,15 @@
 //! runc-compatible logging: `--log FILE` (appended) and `--log-format text|json`.
 //! An error is written once to the log (when given) and once to stderr.
+//!
+//! With a JSON log file, warnings are held back until the command ends (or
+//! reaches a long wait: [`flush_warnings`]): podman decodes a failed call's
+//! log file as one JSON object, so a failure writes a single line, the error
+//! with the warnings folded into it.
 
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::SystemTime;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -22,6 +27,30 @@ struct Config {
 }
 
 static CONFIG: OnceLock<Config> = OnceLock::new();
+
+/// Warnings held back (JSON log file only), in order.
+static PENDING: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+fn holds_warnings() -> bool {
+    CONFIG
+        .get()
+        .is_some_and(|c| c.file.is_some() && c.format == Format::Json)
+}
+
+fn take_pending() -> Vec<String> {
+    PENDING
+        .lock()
+        .map(|mut p| std::mem::take(&mut *p))
+        .unwrap_or_default()
+}
+
+/// Write the warnings held back so far: the command succeeded, or goes on
+/// for long (a foreground container, an events stream).
+pub fn flush_warnings() {
+    for w in take_pending() {
+        write("warning", &w);
+    }
+}
 
 pub fn init(file: Option<PathBuf>, format: Format, debug: bool) {
     let _ = CONFIG.set(Config {
@@ -53,7 +82,12 @@ fn write(level: &str, msg: &str) {
 
 /// Report the error that ends this command.
 pub fn error(msg: &str) {
-    write("error", msg);
+    let held = take_pending();
+    if held.is_empty() {
+        write("error", msg);
+    } else {
+        write("error", &format!("{msg} (warnings: {})", held.join("; ")));
+    }
     let json_to_stderr = CONFIG
         .get()
         .is_some_and(|c| c.file.is_none() && c.format == Format::Json);
@@ -73,6 +107,12 @@ pub fn usage_error(file: PathBuf, format: Format, msg: &str) {
 }
 
 pub fn warn(msg: &str) {
+    if holds_warnings() {
+        if let Ok(mut p) = PENDING.lock() {
+            p.push(msg.to_owned());
+            return;
+        }
+    }
     write("warning", msg);
 }
 

@@ -1293,6 +1293,74 @@ fn log_json_writes_one_error_line() {
     }
 }
 
+/// podman decodes a failed call's log file as one JSON object: a warning
+/// and an error of one call are one line, the warning folded in. A call that
+/// succeeds writes its warnings as their own lines.
+#[test]
+fn log_json_failure_is_one_object_even_after_a_warning() {
+    if !common::require_root() {
+        return;
+    }
+    let flags = json!({"domain": "LINUX", "flags": ["keel-test-flag"]});
+    let warning = "linux.personality.flags: ignoring unsupported flags";
+
+    let mut b = Bundle::new("log-warn-fail");
+    b.set("/linux/personality", flags.clone());
+    b.args(&["/keel-test-no-such-binary"]);
+    b.write();
+    let log = b.dir.join("fail.log");
+    let dir = dir_str(&b.dir);
+    let out = b.keel(&[
+        "--log",
+        &dir_str(&log),
+        "--log-format",
+        "json",
+        "create",
+        "--bundle",
+        &dir,
+        &b.id,
+    ]);
+    assert_failed(&out, "create", &[]);
+    let body = fs::read_to_string(&log).expect("log file");
+    assert_eq!(body.lines().count(), 1, "{body}");
+    let v: Value = serde_json::from_str(body.trim_end()).expect("one JSON object");
+    assert_eq!(v["level"], "error", "{v}");
+    let msg = v["msg"].as_str().unwrap();
+    assert!(
+        msg.contains("keel-test-no-such-binary") && msg.contains(warning),
+        "{msg}"
+    );
+
+    let mut b = Bundle::new("log-warn-ok");
+    b.set("/linux/personality", flags);
+    b.args(&["true"]);
+    b.write();
+    let log = b.dir.join("ok.log");
+    let dir = dir_str(&b.dir);
+    let out = b.keel(&[
+        "--log",
+        &dir_str(&log),
+        "--log-format",
+        "json",
+        "create",
+        "--bundle",
+        &dir,
+        &b.id,
+    ]);
+    assert_ok(&out, "create");
+    let body = fs::read_to_string(&log).expect("log file");
+    let lines: Vec<Value> = body
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON lines"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{body}");
+    assert_eq!(lines[0]["level"], "warning", "{body}");
+    assert!(
+        lines[0]["msg"].as_str().unwrap().contains(warning),
+        "{body}"
+    );
+}
+
 #[test]
 fn log_text_writes_one_error_line() {
     if !common::require_root() {

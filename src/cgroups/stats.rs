@@ -736,6 +736,8 @@ pub fn events(
     }
     let interval = interval.max(Duration::from_millis(1));
     let mut watch = OomWatch::new(cg);
+    // A stream: its warnings cannot wait for the end.
+    crate::logging::flush_warnings();
     let mut next = Instant::now() + interval;
     while alive() {
         let now = Instant::now();

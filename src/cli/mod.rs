@@ -447,10 +447,16 @@ pub fn main() -> i32 {
     }
     let systemd = cli.systemd_cgroup || cli.cgroup_manager.as_deref() == Some("systemd");
     match dispatch(&cli.root, systemd, cmd) {
-        Ok(code) => code,
+        Ok(code) => {
+            logging::flush_warnings();
+            code
+        }
         // The reader of our output went away (`keel list | head -1`): end
         // quietly, as a program killed by SIGPIPE would.
-        Err(e) if is_broken_pipe(&e) => SIGPIPE_STATUS,
+        Err(e) if is_broken_pipe(&e) => {
+            logging::flush_warnings();
+            SIGPIPE_STATUS
+        }
         Err(e) => {
             logging::error(&format!("{e:#}"));
             fail_code

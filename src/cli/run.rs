@@ -143,6 +143,8 @@ fn forward_notify(
     mask: &SigSet,
     mut relay: Option<crate::notify::Relay>,
 ) -> Result<i32> {
+    // The container runs from here on, for as long as it likes.
+    crate::logging::flush_warnings();
     let sfd = SignalFd::with_flags(mask, SfdFlags::SFD_CLOEXEC)?;
     let _raw = console.as_ref().and_then(|_| terminal::RawMode::enter());
     if let Some(m) = &console {
