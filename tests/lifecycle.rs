@@ -584,21 +584,7 @@ fn foreground_run_forwards_sigterm() {
         "-c",
         "trap 'echo got TERM; exit 7' TERM; echo ready; sleep 1000 & wait",
     ]);
-    b.write();
-    let io = b.dir.join("io-fg");
-    fs::create_dir_all(&io).unwrap();
-    let (out_p, err_p) = (io.join("stdout"), io.join("stderr"));
-    let child = Command::new(common::keel_bin())
-        .arg("--root")
-        .arg(&b.root)
-        .args(["run", "--bundle", &dir_str(&b.dir), &b.id])
-        .current_dir(&b.dir)
-        .stdin(Stdio::null())
-        .stdout(File::create(&out_p).unwrap())
-        .stderr(File::create(&err_p).unwrap())
-        .spawn()
-        .expect("spawn keel run");
-    let mut child = ChildGuard(child);
+    let (mut child, out_p, err_p) = spawn_foreground(&b);
     let keel_pid = child.0.id() as i32;
 
     common::wait_until(DEADLINE, "the foreground container to run", || {

@@ -346,6 +346,9 @@ fn leading_globals(args: &[String]) -> Vec<(usize, &str, Option<&str>)> {
 /// crun and podman may pass it bare): a bare one before the subcommand must
 /// not take the subcommand for its value.
 fn bare_rootless(mut args: Vec<String>) -> Vec<String> {
+    if !args.iter().any(|a| a.ends_with("-rootless")) {
+        return args; // every call but a few: nothing to scan
+    }
     let bare: Vec<usize> = leading_globals(&args)
         .into_iter()
         .filter(|&(_, name, _)| name == "rootless")
