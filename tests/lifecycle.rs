@@ -1279,6 +1279,26 @@ fn log_json_writes_one_error_line() {
     }
 }
 
+/// `keel --log <file> --log-format json create` of the bundle: its output
+/// and what it wrote to the log.
+fn create_with_json_log(b: &Bundle) -> (Output, String) {
+    b.write();
+    let log = b.dir.join("create.log");
+    let dir = dir_str(&b.dir);
+    let log_s = dir_str(&log);
+    let out = b.keel(&[
+        "--log",
+        &log_s,
+        "--log-format",
+        "json",
+        "create",
+        "--bundle",
+        &dir,
+        &b.id,
+    ]);
+    (out, fs::read_to_string(&log).unwrap_or_default())
+}
+
 /// podman decodes a failed call's log file as one JSON object: a warning
 /// and an error of one call are one line, the warning folded in. A call that
 /// succeeds writes its warnings as their own lines.
@@ -1293,21 +1313,8 @@ fn log_json_failure_is_one_object_even_after_a_warning() {
     let mut b = Bundle::new("log-warn-fail");
     b.set("/linux/personality", flags.clone());
     b.args(&["/keel-test-no-such-binary"]);
-    b.write();
-    let log = b.dir.join("fail.log");
-    let dir = dir_str(&b.dir);
-    let out = b.keel(&[
-        "--log",
-        &dir_str(&log),
-        "--log-format",
-        "json",
-        "create",
-        "--bundle",
-        &dir,
-        &b.id,
-    ]);
+    let (out, body) = create_with_json_log(&b);
     assert_failed(&out, "create", &[]);
-    let body = fs::read_to_string(&log).expect("log file");
     assert_eq!(body.lines().count(), 1, "{body}");
     let v: Value = serde_json::from_str(body.trim_end()).expect("one JSON object");
     assert_eq!(v["level"], "error", "{v}");
@@ -1320,21 +1327,8 @@ fn log_json_failure_is_one_object_even_after_a_warning() {
     let mut b = Bundle::new("log-warn-ok");
     b.set("/linux/personality", flags);
     b.args(&["true"]);
-    b.write();
-    let log = b.dir.join("ok.log");
-    let dir = dir_str(&b.dir);
-    let out = b.keel(&[
-        "--log",
-        &dir_str(&log),
-        "--log-format",
-        "json",
-        "create",
-        "--bundle",
-        &dir,
-        &b.id,
-    ]);
+    let (out, body) = create_with_json_log(&b);
     assert_ok(&out, "create");
-    let body = fs::read_to_string(&log).expect("log file");
     let lines: Vec<Value> = body
         .lines()
         .map(|l| serde_json::from_str(l).expect("JSON lines"))
